@@ -1,0 +1,100 @@
+"""What a layer needs from another, as Protocols; implementations do not inherit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from core.types import (
+    ChatRequest,
+    ChatResult,
+    HealthStatus,
+    InboundMessage,
+    OutboundReply,
+    SecurityLevel,
+    StreamEvent,
+)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One LLM API behind the normalized conversation model."""
+
+    name: str
+    type_name: str
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """Answer a request completely."""
+        ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Answer a request as a stream of normalized events, ending with ``StreamDone``."""
+        ...
+
+    async def list_models(self) -> list[str]:
+        """Model ids this provider serves."""
+        ...
+
+    async def health_check(self) -> HealthStatus:
+        """A cheap authenticated probe; never a paid chat call."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+InboundHandler = Callable[[InboundMessage], Awaitable[None]]
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """A platform adapter: normalizes events in, renders replies out."""
+
+    name: str
+
+    async def start(self, handler: InboundHandler) -> None:
+        """Connect and feed every normalized message to ``handler``."""
+        ...
+
+    async def stop(self) -> None:
+        """Disconnect cleanly."""
+        ...
+
+    async def send(self, reply: OutboundReply) -> str:
+        """Deliver a reply; returns the platform's message id."""
+        ...
+
+    async def edit(self, *, platform_message_id: str, reply: OutboundReply) -> None:
+        """Replace the text of a message sent before."""
+        ...
+
+    async def ask_approval(self, *, approval_id: str, reply: OutboundReply) -> str:
+        """Post Approve / Reject buttons for an approval; returns the message id."""
+        ...
+
+    def status(self) -> Mapping[str, Any]:
+        """Connection state for ``/api/channels`` and ``/readyz``."""
+        ...
+
+
+@runtime_checkable
+class Tool(Protocol):
+    """Something the model may call: name, JSON schema of its arguments, level, run."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    level: SecurityLevel
+
+    async def run(self, arguments: Mapping[str, Any]) -> str:
+        """Execute with validated arguments; the text goes back to the model."""
+        ...
+
+
+class SecretStore(Protocol):
+    """Read access to named secrets (the vault), for resolving ``vault:NAME`` references."""
+
+    async def get(self, name: str) -> str:
+        """The clear value of a secret; raises ``SecretNotFound``."""
+        ...

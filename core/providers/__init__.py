@@ -1,0 +1,1 @@
+"""LLM providers: one module per API behind the ``Provider`` protocol of ``core.ports``."""

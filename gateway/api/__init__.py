@@ -1,0 +1,1 @@
+"""The admin REST API (FastAPI): one route module per resource under ``routes/``."""

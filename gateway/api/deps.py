@@ -1,0 +1,18 @@
+"""``Annotated`` dependencies shared by the route modules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The runtime the app was built with (set by the lifespan)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

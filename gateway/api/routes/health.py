@@ -1,0 +1,58 @@
+"""Liveness and readiness: ``/healthz`` and ``/readyz`` (no token needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from core.errors import StorageError
+from gateway.api.deps import RuntimeDep
+
+router = APIRouter(tags=["health"])
+
+_DB_PROBE_TIMEOUT_S = 2.0
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    """Always ``{"status": "ok"}`` while the process serves requests."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: database, config",
+    responses={503: {"description": "the database cannot be used"}},
+)
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    """Database reachable and the state of the config file.
+
+    A rejected config edit makes the status ``degraded`` (the last good config keeps
+    serving, so the answer stays 200); a database that cannot be used makes it 503.
+    """
+    database: dict[str, Any] = {"ok": True}
+    try:
+        await asyncio.wait_for(runtime.db.ping(), timeout=_DB_PROBE_TIMEOUT_S)
+    except (StorageError, TimeoutError) as exc:
+        database = {"ok": False, "error": str(exc) or "timed out"}
+    holder = runtime.holder
+    config: dict[str, Any] = {
+        "ok": not holder.errors,
+        "path": str(holder.current.path),
+        "generation": holder.generation,
+        "applied_at": holder.applied_at.isoformat(),
+    }
+    if holder.errors:
+        config["errors"] = list(holder.errors)
+        config["rejected_at"] = holder.rejected_at.isoformat() if holder.rejected_at else None
+        config["message"] = "the last edit was rejected; the last good config is still in force"
+    status = "ok"
+    if not database["ok"]:
+        status = "unavailable"
+    elif holder.errors:
+        status = "degraded"
+    body = {"status": status, "checks": {"database": database, "config": config}}
+    return JSONResponse(body, status_code=503 if status == "unavailable" else 200)

@@ -1,0 +1,138 @@
+"""The gateway's long-lived resources: config holder, database, vault."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from core.errors import ConfigError, ConfigErrors, SecretError
+from core.security.vault import Vault
+from core.storage import Database, VaultRepository
+from gateway.config_loader import LoadedConfig
+from gateway.redaction import SecretRedactor
+from gateway.schema import check_schema, upgrade_to_head
+from gateway.secrets import database_url, read_local_secret, resolve_secrets
+
+log = logging.getLogger("switchboard.runtime")
+
+ConfigListener = Callable[[LoadedConfig, LoadedConfig], Awaitable[None]]
+
+
+@dataclass
+class ConfigHolder:
+    """The config in force, and what went wrong with the last edit if it was rejected."""
+
+    current: LoadedConfig
+    errors: tuple[str, ...] = ()
+    applied_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    rejected_at: datetime | None = None
+    generation: int = 1
+    _listeners: list[ConfigListener] = field(default_factory=list)
+
+    def subscribe(self, listener: ConfigListener) -> None:
+        """Call ``listener(old, new)`` after each applied edit."""
+        self._listeners.append(listener)
+
+    async def apply(self, new: LoadedConfig) -> None:
+        """Make ``new`` the config in force and tell every listener."""
+        old, self.current = self.current, new
+        self.errors = ()
+        self.generation += 1
+        self.applied_at = datetime.now(UTC)
+        for listener in self._listeners:
+            await listener(old, new)
+
+    def reject(self, errors: list[str]) -> None:
+        """Record a bad edit; the config in force stays."""
+        self.errors = tuple(errors)
+        self.rejected_at = datetime.now(UTC)
+
+
+class Runtime:
+    """Everything ``build_app`` needs that lives as long as the process."""
+
+    def __init__(
+        self,
+        *,
+        holder: ConfigHolder,
+        db: Database,
+        vault: Vault | None,
+        redactor: SecretRedactor,
+    ) -> None:
+        self.holder = holder
+        self.db = db
+        self.vault = vault
+        self.redactor = redactor
+
+    @property
+    def config(self) -> LoadedConfig:
+        """The config in force."""
+        return self.holder.current
+
+    @classmethod
+    async def open(
+        cls,
+        loaded: LoadedConfig,
+        *,
+        redactor: SecretRedactor,
+        migrate: bool = False,
+    ) -> Runtime:
+        """Connect the database (migrating if asked), open the vault, resolve every secret.
+
+        Raises ``SchemaOutOfDate``, ``StorageError``, ``VaultKeyMismatch`` or ``ConfigErrors``.
+        """
+        db = await connect_database(loaded, redactor=redactor, migrate=migrate)
+        try:
+            vault = await open_vault(loaded, db=db, redactor=redactor)
+            await resolve_secrets(
+                loaded.config, base_dir=loaded.base_dir, vault=vault, redactor=redactor
+            )
+        except BaseException:
+            await db.close()
+            raise
+        return cls(holder=ConfigHolder(current=loaded), db=db, vault=vault, redactor=redactor)
+
+    async def close(self) -> None:
+        """Release the database."""
+        await self.db.close()
+
+
+async def connect_database(
+    loaded: LoadedConfig, *, redactor: SecretRedactor, migrate: bool = False
+) -> Database:
+    """The configured database, reachable and at the newest schema (migrated if asked).
+
+    Raises ``StorageError``, ``SchemaOutOfDate`` or ``ConfigErrors`` (bad password reference).
+    """
+    url = database_url(loaded, redactor=redactor)
+    storage = loaded.config.storage
+    db = Database.open(url, pool_size=storage.pool_size, echo=storage.echo_sql)
+    try:
+        await db.ping()
+        if migrate:
+            before, after = await upgrade_to_head(url)
+            if before != after:
+                log.info("event=migrated from=%s to=%s", before or "empty", after)
+        await check_schema(db)
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def open_vault(
+    loaded: LoadedConfig, *, db: Database, redactor: SecretRedactor
+) -> Vault | None:
+    """The vault under ``[security] vault_key``, or None when no key is configured."""
+    ref = loaded.config.security.vault_key
+    if ref is None:
+        return None
+    try:
+        passphrase = read_local_secret(ref, key_path="security.vault_key", base_dir=loaded.base_dir)
+    except SecretError as exc:
+        raise ConfigErrors([ConfigError(exc.key_path, exc.problem)]) from None
+    redactor.add(passphrase)
+    ref.attach(passphrase)
+    return await Vault.open(VaultRepository(db), passphrase)

@@ -1,0 +1,77 @@
+"""Builds the object graph and the FastAPI app from a config: no module-level singletons."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import gateway
+from gateway.api.auth import AdminTokenMiddleware
+from gateway.api.errors import install_error_handlers
+from gateway.api.routes import config as config_routes
+from gateway.api.routes import health, status
+from gateway.config_loader import LoadedConfig
+from gateway.redaction import SecretRedactor
+from gateway.reload import ConfigWatcher
+from gateway.runtime import Runtime
+from gateway.supervisor import Supervisor
+
+log = logging.getLogger("switchboard.gateway")
+
+
+def build_app(
+    loaded: LoadedConfig,
+    *,
+    runtime: Runtime | None = None,
+    redactor: SecretRedactor | None = None,
+    migrate: bool = False,
+) -> FastAPI:
+    """The admin API for ``loaded``.
+
+    With ``runtime`` given, the caller owns it (``switchboard run`` opens it first so that
+    start-up errors are reported before serving); otherwise the lifespan opens and closes it.
+    """
+    supervisor = Supervisor()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        rt = runtime or await Runtime.open(
+            loaded, redactor=redactor or SecretRedactor(), migrate=migrate
+        )
+        app.state.runtime = rt
+        app.state.supervisor = supervisor
+        watcher = ConfigWatcher(rt)
+        app.state.config_watcher = watcher
+        supervisor.start("config-watcher", watcher.run)
+        if rt.config.config.gateway.admin_token is None:
+            log.warning("event=no_admin_token detail='the API is open to every local user'")
+        try:
+            yield
+        finally:
+            await supervisor.stop()
+            if owned:
+                await rt.close()
+
+    app = FastAPI(
+        title="Switchboard",
+        version=gateway.__version__,
+        summary="Admin API of the Switchboard chat bot gateway",
+        lifespan=lifespan,
+    )
+
+    def current_token() -> bytes | None:
+        rt: Runtime | None = getattr(app.state, "runtime", None)
+        ref = (rt.config if rt else loaded).config.gateway.admin_token
+        # reveal() raises on an unresolved reference: a configured token never fails open.
+        return ref.reveal().encode() if ref is not None else None
+
+    app.add_middleware(AdminTokenMiddleware, token_source=current_token)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(status.router)
+    app.include_router(config_routes.router)
+    return app
