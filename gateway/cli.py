@@ -6,20 +6,12 @@ Exit codes: 0 success, 1 a failed check, 2 bad usage or bad config (reason on st
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.config import secret_refs
-from core.errors import ConfigErrors, SwitchboardError, VaultKeyMismatch
 from gateway import __version__
-from gateway.cli_support import (
-    EXIT_BAD_CONFIG,
-    EXIT_FAILED,
-    EXIT_OK,
-    fail,
-    report_config_errors,
-)
+from gateway.cli_support import EXIT_FAILED, EXIT_OK, fail, run_command
 from gateway.cli_vault import add_vault_commands
 from gateway.config_loader import DEFAULT_CONFIG_NAME, config_path, load_config
 from gateway.init_cmd import init_workspace
@@ -91,52 +83,36 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """``switchboard check-config``: every problem as ``KEY.PATH: what is wrong``."""
-    path = config_path(args.config)
-    try:
-        loaded = load_config(path)
-    except ConfigErrors as exc:
-        return report_config_errors(exc)
+    return run_command(_check_config(args))
 
-    async def resolve() -> None:
-        redactor = SecretRedactor()
-        needs_vault = any(ref.scheme == "vault" for _, ref in secret_refs(loaded.config))
-        if not needs_vault:
-            await resolve_secrets(
-                loaded.config, base_dir=loaded.base_dir, vault=None, redactor=redactor
-            )
-            return
+
+async def _check_config(args: argparse.Namespace) -> int:
+    loaded = load_config(config_path(args.config))
+    redactor = SecretRedactor()
+    # The database is opened only when a vault: reference needs it.
+    db = None
+    if any(ref.scheme == "vault" for _, ref in secret_refs(loaded.config)):
         db = await connect_database(loaded, redactor=redactor)
-        try:
-            vault = await open_vault(loaded, db=db, redactor=redactor)
-            await resolve_secrets(
-                loaded.config, base_dir=loaded.base_dir, vault=vault, redactor=redactor
-            )
-        finally:
-            await db.close()
-
     try:
-        asyncio.run(resolve())
-    except ConfigErrors as exc:
-        return report_config_errors(exc)
-    except VaultKeyMismatch as exc:
-        return fail(f"security.vault_key: {exc.message}", EXIT_BAD_CONFIG)
-    except SwitchboardError as exc:
-        return fail(exc.message, EXIT_FAILED)
-    print(f"ok: {path}")
+        vault = await open_vault(loaded, db=db, redactor=redactor) if db else None
+        await resolve_secrets(
+            loaded.config, base_dir=loaded.base_dir, vault=vault, redactor=redactor
+        )
+    finally:
+        if db is not None:
+            await db.close()
+    print(f"ok: {loaded.path}")
     return EXIT_OK
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """``switchboard migrate``: idempotent."""
-    try:
-        loaded = load_config(config_path(args.config))
-        url = database_url(loaded)
-    except ConfigErrors as exc:
-        return report_config_errors(exc)
-    try:
-        before, after = asyncio.run(upgrade_to_head(url))
-    except SwitchboardError as exc:
-        return fail(exc.message, EXIT_FAILED)
+    return run_command(_migrate(args))
+
+
+async def _migrate(args: argparse.Namespace) -> int:
+    loaded = load_config(config_path(args.config))
+    before, after = await upgrade_to_head(database_url(loaded))
     if before == after:
         print(f"database already at the newest schema ({after})")
     else:
@@ -146,26 +122,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``switchboard run``: serves until SIGTERM or SIGINT."""
-    from gateway.server import serve
+    return run_command(_run(args))
 
-    try:
-        loaded = load_config(config_path(args.config))
-    except ConfigErrors as exc:
-        return report_config_errors(exc)
+
+async def _run(args: argparse.Namespace) -> int:
+    from gateway.server import serve  # uvicorn is only needed here
+
+    loaded = load_config(config_path(args.config))
     redactor = SecretRedactor()
     configure_logging(level=loaded.config.gateway.log_level, redactor=redactor)
-    try:
-        asyncio.run(
-            serve(loaded, redactor=redactor, migrate=args.migrate, host=args.host, port=args.port)
-        )
-    except ConfigErrors as exc:
-        return report_config_errors(exc)
-    except VaultKeyMismatch as exc:
-        return fail(f"security.vault_key: {exc.message}", EXIT_BAD_CONFIG)
-    except SwitchboardError as exc:
-        return fail(exc.message, EXIT_BAD_CONFIG)
-    except OSError as exc:
-        return fail(str(exc), EXIT_FAILED)
+    await serve(loaded, redactor=redactor, migrate=args.migrate, host=args.host, port=args.port)
     return EXIT_OK
 
 

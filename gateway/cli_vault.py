@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import os
@@ -12,15 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigErrors, SecretNotFound, SwitchboardError, VaultKeyMismatch
 from core.security.vault import Vault
-from gateway.cli_support import (
-    EXIT_BAD_CONFIG,
-    EXIT_FAILED,
-    EXIT_OK,
-    fail,
-    report_config_errors,
-)
+from gateway.cli_support import EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK, fail, run_command
 from gateway.config_loader import LoadedConfig, config_path, load_config
 from gateway.redaction import SecretRedactor
 from gateway.runtime import connect_database, open_vault
@@ -68,38 +60,26 @@ VaultWork = Callable[[Vault, LoadedConfig], Awaitable[int]]
 
 def _with_vault(args: argparse.Namespace, work: VaultWork) -> int:
     """Open the configured vault, run ``work`` on it, map errors to exit codes."""
-    try:
-        loaded = load_config(config_path(args.config))
-    except ConfigErrors as exc:
-        return report_config_errors(exc)
+    return run_command(_open_and_run(args, work))
+
+
+async def _open_and_run(args: argparse.Namespace, work: VaultWork) -> int:
+    loaded = load_config(config_path(args.config))
     if loaded.config.security.vault_key is None:
         return fail(
             'security.vault_key: not set; add vault_key = "file:./data/vault.key" '
             "(switchboard init writes one)",
             EXIT_BAD_CONFIG,
         )
-
-    async def run() -> int:
-        redactor = SecretRedactor()
-        db = await connect_database(loaded, redactor=redactor)
-        try:
-            vault = await open_vault(loaded, db=db, redactor=redactor)
-            if vault is None:  # checked above; kept for the type checker
-                return fail("security.vault_key: not set", EXIT_BAD_CONFIG)
-            return await work(vault, loaded)
-        finally:
-            await db.close()
-
+    redactor = SecretRedactor()
+    db = await connect_database(loaded, redactor=redactor)
     try:
-        return asyncio.run(run())
-    except ConfigErrors as exc:
-        return report_config_errors(exc)
-    except VaultKeyMismatch as exc:
-        return fail(f"security.vault_key: {exc.message}; nothing was changed", EXIT_BAD_CONFIG)
-    except SecretNotFound as exc:
-        return fail(exc.message, EXIT_FAILED)
-    except SwitchboardError as exc:
-        return fail(exc.message, EXIT_FAILED)
+        vault = await open_vault(loaded, db=db, redactor=redactor)
+        if vault is None:  # checked above; kept for the type checker
+            return fail("security.vault_key: not set", EXIT_BAD_CONFIG)
+        return await work(vault, loaded)
+    finally:
+        await db.close()
 
 
 def cmd_vault_set(args: argparse.Namespace) -> int:
