@@ -24,18 +24,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from core.errors import ConfigError, SecretError
+from core.providers.registry import known_types
 from core.suggest import did_you_mean
 from core.types import SecurityLevel
 
-BUILTIN_PROVIDER_TYPES: tuple[str, ...] = (
-    "ollama",
-    "openai",
-    "anthropic",
-    "google",
-    "mistral",
-    "openai_compatible",
-    "echo",
-)
 # Types whose API always needs a key.
 KEYED_PROVIDER_TYPES = frozenset({"openai", "anthropic", "google", "mistral"})
 DEFAULT_BASE_URLS: dict[str, str] = {
@@ -202,10 +194,9 @@ class ProviderSection(Section):
     @field_validator("type")
     @classmethod
     def _known_type(cls, value: str) -> str:
-        if value not in BUILTIN_PROVIDER_TYPES:
-            raise ValueError(
-                f"unknown provider type {value!r}{did_you_mean(value, BUILTIN_PROVIDER_TYPES)}"
-            )
+        known = known_types()
+        if value not in known:
+            raise ValueError(f"unknown provider type {value!r}{did_you_mean(value, known)}")
         return value
 
     @field_validator("base_url")

@@ -24,9 +24,22 @@ Every error raised on purpose derives from :class:`SwitchboardError` and carries
     ├── PermissionDenied                authenticated, but not allowed (403)
     ├── RateLimited(retry_after)        too many requests (429)
     └── ProviderError(provider)         an LLM provider failed
-        ├── ProviderUnavailable         connection, timeout, server error, circuit open
-        ├── ProviderAuthError           the provider rejected the credentials
-        └── ProviderBadRequest          the provider rejected the request itself
+        ├── ProviderRateLimited         429: retried after Retry-After, within max_retries
+        ├── ProviderOverloaded          529 / 503 overloaded: retried like a rate limit
+        ├── ProviderUnavailable         cannot answer now; falls back along [routing] fallbacks
+        │   ├── ProviderServerError     5xx
+        │   ├── ProviderTimeout         connect, read or total deadline passed
+        │   ├── ProviderConnectionError refused, reset, DNS, TLS
+        │   ├── ProviderStreamBroken    a stream ended early or carried an error event
+        │   └── CircuitOpen             too many recent failures; probed again later
+        ├── ProviderAuthError           401/403: the provider rejected the credentials
+        ├── ProviderBadRequest          4xx: the request itself is wrong; never retried elsewhere
+        │   └── ContextTooLong          the conversation does not fit the model's context
+        └── ProviderNotFound            no provider (or model) of that name is configured
+
+Retry and fallback rules (``core.providers.manager``): rate limits and overloads are
+retried on the same provider; unavailability and auth errors fall back to the next
+provider; bad requests do neither.
 """
 
 from __future__ import annotations
@@ -192,10 +205,63 @@ class ProviderError(SwitchboardError):
         self.provider = provider
 
 
+class ProviderRateLimited(ProviderError):
+    """The provider answered 429; ``retry_after`` is its hint in seconds, when given."""
+
+    code = "provider_rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, provider: str, retry_after: float | None = None) -> None:
+        super().__init__(message, provider=provider)
+        self.retry_after = retry_after
+
+
+class ProviderOverloaded(ProviderRateLimited):
+    """The provider is overloaded (Anthropic 529, "overloaded" 503s)."""
+
+    code = "provider_overloaded"
+    http_status = 503
+
+
 class ProviderUnavailable(ProviderError):
     """The provider cannot answer now: connection, timeout, server error or open circuit."""
 
     code = "provider_unavailable"
+    http_status = 503
+
+
+class ProviderServerError(ProviderUnavailable):
+    """The provider answered with a 5xx status."""
+
+    code = "provider_server_error"
+    http_status = 502
+
+
+class ProviderTimeout(ProviderUnavailable):
+    """Connecting, reading or the whole request took longer than allowed."""
+
+    code = "provider_timeout"
+    http_status = 504
+
+
+class ProviderConnectionError(ProviderUnavailable):
+    """The provider could not be reached (refused, reset, DNS, TLS)."""
+
+    code = "provider_connection"
+    http_status = 502
+
+
+class ProviderStreamBroken(ProviderUnavailable):
+    """A stream ended before its end event, was malformed, or carried an error event."""
+
+    code = "provider_stream_broken"
+    http_status = 502
+
+
+class CircuitOpen(ProviderUnavailable):
+    """The provider failed repeatedly; calls are refused until a probe succeeds."""
+
+    code = "provider_circuit_open"
     http_status = 503
 
 
@@ -211,3 +277,16 @@ class ProviderBadRequest(ProviderError):
 
     code = "provider_bad_request"
     http_status = 400
+
+
+class ContextTooLong(ProviderBadRequest):
+    """The conversation is longer than the model's context window."""
+
+    code = "context_too_long"
+    http_status = 400
+
+
+class ProviderNotFound(NotFound):
+    """No provider (or model) of that name is configured."""
+
+    code = "provider_not_found"
