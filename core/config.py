@@ -184,8 +184,11 @@ class ProviderSection(Section):
     api_key: SecretRef | None = None
     default_model: str | None = None
     default: bool = False
+    # Total deadline of an answer (all retries on this provider included); for a stream,
+    # the deadline of its first event. read_timeout_s bounds each silence within an answer.
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    read_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     max_retries: int = Field(default=2, ge=0, le=10)
     max_concurrency: int = Field(default=32, ge=1, le=10_000)
     headers: dict[str, str] = Field(default_factory=dict)
@@ -216,6 +219,13 @@ class RoutingSection(Section):
     """``[routing]``: which providers to try, in order, when the default fails."""
 
     fallbacks: tuple[str, ...] = ()
+    # A provider failing this many times in a row is skipped for circuit_cooldown_s, then probed.
+    circuit_failures: int = Field(default=5, ge=1, le=1000)
+    circuit_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
+    # First pause between retries of a rate-limited call (doubled each time, with jitter).
+    retry_backoff_s: float = Field(default=0.5, gt=0, le=60)
+    health_cache_s: float = Field(default=10.0, ge=0, le=10)
+    models_cache_s: float = Field(default=300.0, ge=0, le=86400)
 
 
 class TelegramSection(Section):

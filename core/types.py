@@ -212,7 +212,16 @@ class StreamDone(Frozen):
     usage: Usage = Usage()
 
 
-StreamEvent = TextDelta | ToolCallEvent | StreamDone
+class StreamFailed(Frozen):
+    """The last event of a stream that broke after text was sent: never a silent truncation."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    provider: str
+
+
+StreamEvent = TextDelta | ToolCallEvent | StreamDone | StreamFailed
 
 
 class HealthStatus(Frozen):

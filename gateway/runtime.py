@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from core.errors import ConfigError, ConfigErrors, SecretError
+from core.providers.manager import ProviderManager
 from core.security.vault import Vault
-from core.storage import Database, VaultRepository
+from core.storage import Database, ProviderRepository, VaultRepository
 from gateway.config_loader import LoadedConfig
+from gateway.provider_directory import ProviderDirectory
 from gateway.redaction import SecretRedactor
 from gateway.schema import check_schema, upgrade_to_head
 from gateway.secrets import database_url, read_local_secret, resolve_secrets
@@ -60,11 +62,19 @@ class Runtime:
         db: Database,
         vault: Vault | None,
         redactor: SecretRedactor,
+        providers: ProviderDirectory,
     ) -> None:
         self.holder = holder
         self.db = db
         self.vault = vault
         self.redactor = redactor
+        self.providers = providers
+        holder.subscribe(providers.on_config_change)
+
+    @property
+    def manager(self) -> ProviderManager:
+        """The provider manager in force."""
+        return self.providers.manager
 
     @property
     def config(self) -> LoadedConfig:
@@ -84,18 +94,34 @@ class Runtime:
         Raises ``SchemaOutOfDate``, ``StorageError``, ``VaultKeyMismatch`` or ``ConfigErrors``.
         """
         db = await connect_database(loaded, redactor=redactor, migrate=migrate)
+        manager = ProviderManager()
         try:
             vault = await open_vault(loaded, db=db, redactor=redactor)
             await resolve_secrets(
                 loaded.config, base_dir=loaded.base_dir, vault=vault, redactor=redactor
             )
+            providers = ProviderDirectory(
+                manager=manager,
+                repo=ProviderRepository(db),
+                vault=vault,
+                redactor=redactor,
+            )
+            await providers.load(loaded)
         except BaseException:
+            await manager.close()
             await db.close()
             raise
-        return cls(holder=ConfigHolder(current=loaded), db=db, vault=vault, redactor=redactor)
+        return cls(
+            holder=ConfigHolder(current=loaded),
+            db=db,
+            vault=vault,
+            redactor=redactor,
+            providers=providers,
+        )
 
     async def close(self) -> None:
-        """Release the database."""
+        """Close the providers' connections and the database."""
+        await self.providers.manager.close()
         await self.db.close()
 
 

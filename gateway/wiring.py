@@ -11,8 +11,8 @@ from fastapi import FastAPI
 import gateway
 from gateway.api.auth import AdminTokenMiddleware
 from gateway.api.errors import install_error_handlers
+from gateway.api.routes import chat_multi, health, providers, status
 from gateway.api.routes import config as config_routes
-from gateway.api.routes import health, status
 from gateway.config_loader import LoadedConfig
 from gateway.redaction import SecretRedactor
 from gateway.reload import ConfigWatcher
@@ -74,4 +74,6 @@ def build_app(
     app.include_router(health.router)
     app.include_router(status.router)
     app.include_router(config_routes.router)
+    app.include_router(providers.router)
+    app.include_router(chat_multi.router)
     return app

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, inspect, text
+from sqlalchemy import CursorResult, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -158,6 +159,13 @@ class Database:
             raise StorageError(f"{self.location} has several schema heads ({heads})")
         return str(rows[0][0]) if rows else None
 
+    def insert(self, table: type[Any]) -> Any:
+        """An INSERT that supports ``on_conflict_do_*``: both backends have ON CONFLICT,
+        but SQLAlchemy spells it per dialect."""
+        if self.is_sqlite:
+            return sqlite.insert(table)
+        return postgresql.insert(table)
+
     async def close(self) -> None:
         """Close every pooled connection."""
         await self._engine.dispose()
@@ -172,6 +180,11 @@ class Database:
             # Drivers do not echo passwords today; make sure a future one cannot leak it.
             reason = reason.replace(str(password), "***")
         return StorageError(f"cannot use the database ({self.location}): {reason}")
+
+
+def rowcount(result: Any) -> int:
+    """Rows a DML statement touched (``Session.execute`` is typed more loosely than it is)."""
+    return int(cast("CursorResult[Any]", result).rowcount)
 
 
 def _sqlite_file(url: URL) -> str | None:
@@ -197,10 +210,12 @@ def _sqlite_connect(dbapi_connection: Any, connection_record: ConnectionPoolEntr
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
+        # busy_timeout first: switching to WAL needs a lock, and without the timeout a
+        # connection opened while another process writes fails at once with "locked".
+        cursor.execute("PRAGMA busy_timeout=5000")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
     finally:
         cursor.close()
 

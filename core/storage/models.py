@@ -88,3 +88,27 @@ class VaultSecretRow(Base):
     key_version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RegisteredProviderRow(Base):
+    """A provider added at run time (``POST /api/providers/register``); its key is in the vault."""
+
+    __tablename__ = "registered_providers"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    base_url: Mapped[str] = mapped_column(String(2048))
+    default_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # Name of the vault entry holding the API key; never the key itself.
+    api_key_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class GatewaySettingRow(Base):
+    """A setting changed through the API that must survive a restart (e.g. the default provider)."""
+
+    __tablename__ = "gateway_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(4096))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -15,14 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import VaultError
-from core.storage.db import Database
+from core.storage.db import Database, rowcount
 from core.storage.models import VaultMetaRow, VaultSecretRow
 
 _META_ID = 1
@@ -89,7 +88,9 @@ class VaultRepository:
         """
         values = _meta_values(meta) | {"id": _META_ID}
         statement = (
-            self._insert(VaultMetaRow).values(values).on_conflict_do_nothing(index_elements=["id"])
+            self._db.insert(VaultMetaRow)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["id"])
         )
         async with self._db.transaction() as session:
             await session.execute(statement)
@@ -133,7 +134,7 @@ class VaultRepository:
             result = await session.execute(
                 delete(VaultSecretRow).where(VaultSecretRow.name == name)
             )
-            return _rowcount(result) > 0
+            return rowcount(result) > 0
 
     async def replace_all(
         self,
@@ -157,7 +158,7 @@ class VaultRepository:
                 .where(VaultMetaRow.key_version == expected_key_version)
                 .values(_meta_values(meta))
             )
-            if _rowcount(result) != 1:
+            if rowcount(result) != 1:
                 raise VaultChanged()
             stored = await session.execute(select(VaultSecretRow.name, VaultSecretRow.nonce))
             if {name: bytes(nonce) for name, nonce in stored.all()} != dict(expected_nonces):
@@ -178,12 +179,12 @@ class VaultRepository:
         if expected_key_version is not None:
             statement = statement.where(VaultMetaRow.key_version == expected_key_version)
         result = await session.execute(statement)
-        if _rowcount(result) != 1:
+        if rowcount(result) != 1:
             raise VaultChanged()
 
     async def _upsert(self, session: AsyncSession, record: SecretRecord) -> None:
         values = _secret_values(record)
-        statement = self._insert(VaultSecretRow).values(values)
+        statement = self._db.insert(VaultSecretRow).values(values)
         statement = statement.on_conflict_do_update(
             index_elements=["name"],
             set_={
@@ -194,17 +195,6 @@ class VaultRepository:
             },
         )
         await session.execute(statement)
-
-    def _insert(self, table: type[Any]) -> Any:
-        # ON CONFLICT exists on both backends, but SQLAlchemy spells it per dialect.
-        if self._db.is_sqlite:
-            return sqlite.insert(table)
-        return postgresql.insert(table)
-
-
-def _rowcount(result: Any) -> int:
-    # DML statements always answer a CursorResult; Session.execute is typed more loosely.
-    return int(cast("CursorResult[Any]", result).rowcount)
 
 
 def _meta_values(meta: VaultMetaRecord) -> dict[str, Any]:

@@ -16,8 +16,18 @@ from core.storage import Base, Database
 from gateway.schema import alembic_config, check_schema, head_revision, upgrade_to_head
 
 
-def test_head_is_the_vault_revision() -> None:
-    assert head_revision() == "0001_vault"
+def test_revisions_form_one_linear_chain_ending_at_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from gateway.schema import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite:///unused.db"))
+    assert script.get_heads() == [head_revision()]
+    chain = list(script.walk_revisions())
+    assert chain[-1].down_revision is None
+    assert [r.revision for r in chain][-1] == "0001_vault"
+    for newer, older in zip(chain, chain[1:], strict=False):
+        assert newer.down_revision == older.revision
 
 
 async def test_upgrade_to_head_is_idempotent(db_url: str) -> None:

@@ -1,0 +1,527 @@
+"""Anthropic's Messages API (``POST /v1/messages``, ``GET /v1/models``).
+
+Quirks this module absorbs, so the rest of Switchboard never sees them:
+
+* system messages go to the top-level ``system`` field, never into ``messages``;
+* ``max_tokens`` is required on every request;
+* turns must alternate user / assistant: consecutive same-role messages are merged, and tool
+  results travel as ``tool_result`` blocks inside a user turn;
+* tool_use ids must match ``^[a-zA-Z0-9_-]+$``: ids made by other providers are mapped
+  deterministically, so a ``tool_use`` and its ``tool_result`` keep pointing at each other;
+* input usage is ``input_tokens`` plus the prompt-cache reads and writes, which the API
+  counts separately (the whole prompt was processed and billed, cached or not);
+* a stream can fail after ``200 OK`` with an ``error`` event (``overloaded_error`` ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import httpx
+from httpx_sse import SSEError, aconnect_sse
+from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
+
+from core.errors import ProviderBadRequest, ProviderError, ProviderOverloaded, ProviderRateLimited
+from core.providers.base import (
+    ProviderOptions,
+    broken_stream,
+    error_for_status,
+    error_for_transport,
+    malformed,
+    monotonic_ms,
+    parse_retry_after,
+)
+from core.types import (
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    FinishReason,
+    HealthStatus,
+    Role,
+    StreamDone,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallEvent,
+    Usage,
+)
+
+API_VERSION = "2023-06-01"
+_MODELS_PAGE = 1000  # the largest page GET /v1/models serves
+_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
+_NOT_TOOL_ID = re.compile(r"[^a-zA-Z0-9_-]")
+# "prompt is too long: 208656 tokens > 200000 maximum", and the older wording for input plus
+# max_tokens: "input length and `max_tokens` exceed context limit: 197000 + 8192 > 200000".
+_PROMPT_TOO_LONG = re.compile(r"prompt is too long|exceed context limit", re.IGNORECASE)
+_FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+# --- wire format: request -----------------------------------------------------------------
+
+
+class _TextBlock(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class _ToolUseBlock(BaseModel):
+    type: Literal["tool_use"] = "tool_use"
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class _ToolResultBlock(BaseModel):
+    type: Literal["tool_result"] = "tool_result"
+    tool_use_id: str
+    content: str | None = None
+
+
+_Block = _TextBlock | _ToolUseBlock | _ToolResultBlock
+
+
+class _Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: list[_Block]
+
+
+class _Tool(BaseModel):
+    name: str
+    description: str | None = None
+    input_schema: dict[str, Any]
+
+
+class _MessagesRequest(BaseModel):
+    model: str
+    max_tokens: int
+    messages: list[_Turn]
+    system: str | None = None
+    tools: list[_Tool] | None = None
+    temperature: float | None = None
+    stream: bool | None = None
+
+
+# --- wire format: responses ---------------------------------------------------------------
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Usage(_Answer):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+    def prompt_tokens(self) -> int | None:
+        if self.input_tokens is None:
+            return None
+        return (
+            self.input_tokens
+            + (self.cache_creation_input_tokens or 0)
+            + (self.cache_read_input_tokens or 0)
+        )
+
+
+class _ContentBlock(_Answer):
+    type: str
+    text: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: Any = None
+
+
+class _Message(_Answer):
+    model: str | None = None
+    content: list[_ContentBlock] = []
+    stop_reason: str | None = None
+    usage: _Usage = _Usage()
+
+
+class _Delta(_Answer):
+    type: str | None = None
+    text: str | None = None
+    partial_json: str | None = None
+    stop_reason: str | None = None
+
+
+class _ErrorDetail(_Answer):
+    type: str = "error"
+    message: str = ""
+
+
+class _ErrorBody(_Answer):
+    error: _ErrorDetail
+
+
+class _StreamEvent(_Answer):
+    type: str
+    message: _Message | None = None
+    index: int | None = None
+    content_block: _ContentBlock | None = None
+    delta: _Delta | None = None
+    usage: _Usage | None = None
+    error: _ErrorDetail | None = None
+
+
+class _ToolInput(RootModel[dict[str, Any]]):
+    """The assembled ``input_json_delta`` pieces of one tool_use block: an object."""
+
+
+class _ModelInfo(_Answer):
+    id: str
+
+
+class _ModelPage(_Answer):
+    data: list[_ModelInfo]
+    has_more: bool = False
+    last_id: str | None = None
+
+
+# --- conversion ---------------------------------------------------------------------------
+
+
+def wire_tool_id(call_id: str) -> str:
+    """The id sent for ``call_id``: itself when Anthropic accepts it, else a stable stand-in.
+
+    The stand-in keeps the readable part and adds a hash of the original, so two foreign ids
+    never collapse into one and the same id maps the same way in ``tool_use`` and
+    ``tool_result``.
+    """
+    if _TOOL_ID.fullmatch(call_id):
+        return call_id
+    digest = hashlib.sha256(call_id.encode()).hexdigest()[:16]
+    readable = _NOT_TOOL_ID.sub("_", call_id)[:40]
+    return f"{readable}_{digest}" if readable else f"toolu_{digest}"
+
+
+def _finish(stop_reason: str | None) -> FinishReason:
+    # An unknown (newer) stop reason still ended a complete answer.
+    return _FINISH.get(stop_reason or "", "stop")
+
+
+def _tool_call(block_id: str | None, name: str | None, arguments: Any) -> ToolCall:
+    if not name or not isinstance(arguments, dict):
+        raise ValueError(f"tool_use block {name or '?'} without a name or an input object")
+    return ToolCall(id=block_id or f"call_{uuid.uuid4().hex}", name=name, arguments=arguments)
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{where}: {first['msg']}"
+
+
+class AnthropicProvider:
+    """Claude models through Anthropic's Messages API."""
+
+    type_name = "anthropic"
+
+    def __init__(self, options: ProviderOptions, client: httpx.AsyncClient) -> None:
+        self.name = options.name
+        self._options = options
+        self._client = client
+        headers = {"anthropic-version": API_VERSION, "content-type": "application/json"}
+        headers.update(options.headers)
+        if options.api_key:
+            headers["x-api-key"] = options.api_key
+        self._headers = headers
+        self._messages_url = options.url("/v1/messages")
+        self._models_url = options.url("/v1/models")
+
+    # --- requests -------------------------------------------------------------------------
+
+    def _body(self, request: ChatRequest, model: str, *, stream: bool) -> bytes:
+        system, turns = self._turns(request.messages)
+        tools = [
+            _Tool(name=t.name, description=t.description or None, input_schema=t.parameters)
+            for t in request.tools
+        ]
+        max_tokens = request.max_tokens
+        wire = _MessagesRequest(
+            model=model,
+            max_tokens=self._options.default_max_tokens if max_tokens is None else max_tokens,
+            messages=turns,
+            system=system,
+            tools=tools or None,
+            temperature=request.temperature,
+            stream=True if stream else None,
+        )
+        return wire.model_dump_json(exclude_none=True).encode()
+
+    def _turns(self, messages: tuple[ChatMessage, ...]) -> tuple[str | None, list[_Turn]]:
+        system: list[str] = []
+        turns: list[_Turn] = []
+        unanswered: list[ToolCall] = []  # the latest assistant tool calls without a result
+        for message in messages:
+            role: Literal["user", "assistant"] = "user"
+            blocks: list[_Block] = []
+            if message.role is Role.SYSTEM:
+                if message.content:
+                    system.append(message.content)
+                continue
+            if message.role is Role.ASSISTANT:
+                role = "assistant"
+                if message.content:
+                    blocks.append(_TextBlock(text=message.content))
+                blocks.extend(
+                    _ToolUseBlock(id=wire_tool_id(c.id), name=c.name, input=c.arguments)
+                    for c in message.tool_calls
+                )
+                unanswered = list(message.tool_calls)
+            elif message.role is Role.TOOL:
+                call_id = self._answered_call(message, unanswered)
+                blocks.append(
+                    _ToolResultBlock(
+                        tool_use_id=wire_tool_id(call_id), content=message.content or None
+                    )
+                )
+            elif message.content:
+                blocks.append(_TextBlock(text=message.content))
+            if not blocks:
+                continue  # the API rejects empty turns
+            if turns and turns[-1].role == role:
+                turns[-1].content.extend(blocks)
+            else:
+                turns.append(_Turn(role=role, content=blocks))
+        return ("\n\n".join(system) or None), turns
+
+    def _answered_call(self, message: ChatMessage, unanswered: list[ToolCall]) -> str:
+        """The id a tool result answers; without one, the first open call of that name."""
+        if message.tool_call_id:
+            unanswered[:] = [c for c in unanswered if c.id != message.tool_call_id]
+            return message.tool_call_id
+        for call in unanswered:
+            if message.name in (None, call.name):
+                unanswered.remove(call)
+                return call.id
+        raise ProviderBadRequest(
+            f"{self.name}: a tool result ({message.name or 'unnamed'}) answers no tool call "
+            "of the assistant message before it",
+            provider=self.name,
+        )
+
+    async def _send(
+        self, method: str, url: str, *, content: bytes | None = None, params: Any = None
+    ) -> httpx.Response:
+        try:
+            response = await self._client.request(
+                method,
+                url,
+                content=content,
+                params=params,
+                headers=self._headers,
+                timeout=self._options.timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise error_for_transport(self.name, exc) from exc
+        if not response.is_success:
+            raise self._status_error(response)
+        return response
+
+    def _status_error(self, response: httpx.Response) -> ProviderError:
+        kind, detail = "", response.text
+        try:
+            error = _ErrorBody.model_validate_json(response.content).error
+            kind, detail = error.type, error.message or error.type
+        except ValidationError:
+            pass  # not the API's JSON (a proxy's HTML page ...): pass the text on
+        status = response.status_code
+        too_long: bool | None = None
+        if status == 413 or kind == "request_too_large":
+            too_long = True
+        elif kind == "invalid_request_error":
+            too_long = bool(_PROMPT_TOO_LONG.search(detail))
+        return error_for_status(
+            provider=self.name,
+            status=status,
+            detail=detail,
+            retry_after=parse_retry_after(response.headers),
+            overloaded=kind == "overloaded_error",
+            context_too_long=too_long,
+        )
+
+    # --- the Provider protocol ------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """One complete answer from ``POST /v1/messages``."""
+        model = self._options.model_for(request.model)
+        body = self._body(request, model, stream=False)
+        response = await self._send("POST", self._messages_url, content=body)
+        try:
+            answer = _Message.model_validate_json(response.content)
+            calls = tuple(
+                _tool_call(b.id, b.name, b.input) for b in answer.content if b.type == "tool_use"
+            )
+        except ValidationError as exc:
+            raise malformed(self.name, _first_error(exc)) from exc
+        except ValueError as exc:
+            raise malformed(self.name, str(exc)) from exc
+        text = "".join(b.text or "" for b in answer.content if b.type == "text")
+        usage = Usage(
+            input_tokens=answer.usage.prompt_tokens() or 0,
+            output_tokens=answer.usage.output_tokens or 0,
+        )
+        return ChatResult(
+            content=text,
+            tool_calls=calls,
+            provider=self.name,
+            model=answer.model or model,
+            finish_reason=_finish(answer.stop_reason),
+            usage=usage,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Text and tool calls as they arrive, then ``StreamDone`` on ``message_stop``."""
+        model = self._options.model_for(request.model)
+        body = self._body(request, model, stream=True)
+        reader = _StreamReader(self.name, model)
+        try:
+            async with aconnect_sse(
+                self._client,
+                "POST",
+                self._messages_url,
+                content=body,
+                headers=dict(self._headers),  # aconnect_sse adds to the dict it is given
+                timeout=self._options.timeout,
+            ) as source:
+                if not source.response.is_success:
+                    await source.response.aread()
+                    raise self._status_error(source.response)
+                async for sse in source.aiter_sse():
+                    event = reader.feed(sse.data)
+                    if event is not None:
+                        yield event
+                    if reader.done is not None:
+                        yield reader.done
+                        return
+        except SSEError as exc:
+            raise broken_stream(self.name, str(exc)) from exc
+        except httpx.HTTPError as exc:
+            raise error_for_transport(self.name, exc) from exc
+        raise broken_stream(self.name, "it ended without message_stop")
+
+    async def list_models(self) -> list[str]:
+        """Every model id, following the ``after_id`` cursor across pages."""
+        ids: list[str] = []
+        after: str | None = None
+        while True:
+            params: dict[str, str | int] = {"limit": _MODELS_PAGE}
+            if after is not None:
+                params["after_id"] = after
+            response = await self._send("GET", self._models_url, params=params)
+            try:
+                page = _ModelPage.model_validate_json(response.content)
+            except ValidationError as exc:
+                raise malformed(self.name, _first_error(exc)) from exc
+            ids.extend(model.id for model in page.data)
+            if not page.has_more:
+                return ids
+            if not page.last_id or page.last_id == after:
+                raise malformed(self.name, "has_more without a new last_id")
+            after = page.last_id
+
+    async def health_check(self) -> HealthStatus:
+        """A one-model listing: authenticated, free, and never a chat."""
+        start = time.perf_counter()
+        try:
+            await self._send("GET", self._models_url, params={"limit": 1})
+        except ProviderError as exc:
+            return HealthStatus(healthy=False, latency_ms=monotonic_ms(start), error=str(exc))
+        return HealthStatus(healthy=True, latency_ms=monotonic_ms(start))
+
+    async def close(self) -> None:
+        """Nothing to release: the HTTP client belongs to the caller."""
+
+
+_OpenTool = tuple[str | None, str | None, list[str]]
+
+
+class _StreamReader:
+    """Turns the SSE events of one answer into normalized events, one event at a time."""
+
+    def __init__(self, provider: str, model: str) -> None:
+        self._provider = provider
+        self._model = model
+        self._input_tokens = 0
+        self._output_tokens = 0
+        self._stop_reason: str | None = None
+        self._tools: dict[int, _OpenTool] = {}  # by block index: id, name, input pieces
+        self.done: StreamDone | None = None
+
+    def feed(self, data: str) -> TextDelta | ToolCallEvent | None:
+        """The normalized event for one SSE ``data`` payload, if it makes one."""
+        try:
+            event = _StreamEvent.model_validate_json(data)
+        except ValidationError as exc:
+            raise broken_stream(self._provider, f"malformed event: {_first_error(exc)}") from exc
+        kind = event.type
+        if kind == "content_block_delta" and event.delta is not None:
+            if event.delta.type == "text_delta" and event.delta.text:
+                return TextDelta(text=event.delta.text)
+            if event.delta.type == "input_json_delta" and event.index in self._tools:
+                self._tools[event.index][2].append(event.delta.partial_json or "")
+        elif kind == "content_block_start" and event.content_block is not None:
+            block = event.content_block
+            if block.type == "tool_use" and event.index is not None:
+                self._tools[event.index] = (block.id, block.name, [])
+        elif kind == "content_block_stop" and event.index in self._tools:
+            return self._finish_tool(self._tools.pop(event.index))
+        elif kind == "message_start" and event.message is not None:
+            self._model = event.message.model or self._model
+            self._count(event.message.usage)
+        elif kind == "message_delta":
+            if event.delta is not None and event.delta.stop_reason:
+                self._stop_reason = event.delta.stop_reason
+            if event.usage is not None:
+                self._count(event.usage)
+        elif kind == "message_stop":
+            self.done = StreamDone(
+                provider=self._provider,
+                model=self._model,
+                finish_reason=_finish(self._stop_reason),
+                usage=Usage(input_tokens=self._input_tokens, output_tokens=self._output_tokens),
+            )
+        elif kind == "error":
+            raise self._error(event.error or _ErrorDetail())
+        return None  # ping, and event types newer than this module
+
+    def _count(self, usage: _Usage) -> None:
+        # message_delta counts are cumulative, so the latest value replaces the earlier one.
+        prompt = usage.prompt_tokens()
+        if prompt is not None:
+            self._input_tokens = prompt
+        if usage.output_tokens is not None:
+            self._output_tokens = usage.output_tokens
+
+    def _finish_tool(self, tool: _OpenTool) -> ToolCallEvent:
+        block_id, name, parts = tool
+        raw = "".join(parts) or "{}"
+        try:
+            call = _tool_call(block_id, name, _ToolInput.model_validate_json(raw).root)
+        except (ValidationError, ValueError) as exc:
+            what = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            raise broken_stream(self._provider, f"tool {name or '?'} input: {what}") from exc
+        return ToolCallEvent(tool_call=call)
+
+    def _error(self, error: _ErrorDetail) -> ProviderError:
+        message = f"{self._provider}: {error.message or error.type} (in-stream {error.type})"
+        if error.type == "overloaded_error":
+            return ProviderOverloaded(message, provider=self._provider)
+        if error.type == "rate_limit_error":
+            return ProviderRateLimited(message, provider=self._provider)
+        return broken_stream(self._provider, f"{error.type}: {error.message}")

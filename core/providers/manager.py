@@ -1,0 +1,470 @@
+"""The ProviderManager: any conversation answered by any configured LLM.
+
+Routing: a request naming a provider (``provider="claude"`` or ``model="claude/<model>"``)
+goes to that provider only; otherwise to the default provider, then along the fallbacks.
+
+Per provider, in this order: the circuit breaker admits the call, the concurrency limit
+queues it, rate-limit and overload errors are retried (Retry-After, else backoff with
+jitter) within ``max_retries`` and the provider's total deadline ``timeout_s``. Then the
+next provider is tried on unavailability (server error, timeout, connection, broken
+stream, open circuit), auth errors and exhausted rate limits, never on a bad request.
+
+A stream falls back only before its first event; once text was sent, a failure ends the
+stream with a ``StreamFailed`` event instead of a silent truncation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from core.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderNotFound,
+    ProviderOverloaded,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from core.ports import Provider
+from core.providers.base import ProviderOptions, broken_stream
+from core.providers.clients import ClientPool
+from core.providers.registry import provider_factory
+from core.providers.resilience import CircuitBreaker, Clock, Random, retry_pause
+from core.suggest import did_you_mean
+from core.types import ChatRequest, ChatResult, HealthStatus, StreamDone, StreamEvent, StreamFailed
+
+log = logging.getLogger("switchboard.providers")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One provider as the config or a registration describes it."""
+
+    options: ProviderOptions
+    max_retries: int = 2
+    timeout_s: float = 60.0
+    max_concurrency: int = 32
+    source: Literal["config", "registered"] = "config"
+
+    @property
+    def name(self) -> str:
+        """The provider's name."""
+        return self.options.name
+
+
+@dataclass(frozen=True)
+class RoutingPolicy:
+    """``[routing]``: fallbacks, circuit breaker, retry backoff and cache lifetimes."""
+
+    fallbacks: tuple[str, ...] = ()
+    circuit_failures: int = 5
+    circuit_cooldown_s: float = 30.0
+    retry_backoff_s: float = 0.5
+    health_cache_s: float = 10.0
+    models_cache_s: float = 300.0
+
+
+@dataclass
+class _Slot:
+    spec: ProviderSpec
+    provider: Provider
+    breaker: CircuitBreaker
+    limiter: asyncio.Semaphore
+    models: tuple[float, list[str]] | None = None
+    health: tuple[float, HealthStatus] | None = None
+    health_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+async def _aclose(stream: AsyncIterator[StreamEvent]) -> None:
+    """Close a stream early (an async generator has ``aclose``; a plain iterator needs none)."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def falls_back(exc: ProviderError) -> bool:
+    """Whether the next provider should be tried after ``exc``."""
+    return isinstance(exc, ProviderUnavailable | ProviderAuthError | ProviderRateLimited)
+
+
+def _unwell(exc: ProviderError) -> bool:
+    # What the circuit breaker counts: the provider, not the request, is the problem.
+    return isinstance(exc, ProviderUnavailable | ProviderOverloaded)
+
+
+class ProviderManager:
+    """Owns every provider, its HTTP client, breaker, limiter and caches."""
+
+    def __init__(
+        self,
+        *,
+        clients: ClientPool | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: Random = random.random,
+    ) -> None:
+        self._clients = clients or ClientPool()
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
+        self._slots: dict[str, _Slot] = {}
+        self._policy = RoutingPolicy()
+        self._default: str | None = None
+
+    # -- configuration -----------------------------------------------------------------
+
+    async def apply(
+        self, specs: Sequence[ProviderSpec], *, policy: RoutingPolicy, default: str | None
+    ) -> None:
+        """Make ``specs`` the providers in force; unchanged ones keep their state."""
+        old = self._slots
+        slots: dict[str, _Slot] = {}
+        for spec in specs:
+            kept = old.get(spec.name)
+            same_policy = (policy.circuit_failures, policy.circuit_cooldown_s) == (
+                self._policy.circuit_failures,
+                self._policy.circuit_cooldown_s,
+            )
+            if kept is not None and kept.spec == spec and same_policy:
+                slots[spec.name] = kept
+            else:
+                slots[spec.name] = self._build(spec, policy)
+        self._slots, self._policy = slots, policy
+        self._default = default if default in slots else next(iter(slots), None)
+        for name, slot in old.items():
+            if slots.get(name) is not slot:
+                await slot.provider.close()
+        await self._clients.retain({s.spec.options.base_url for s in slots.values()})
+
+    def _build(self, spec: ProviderSpec, policy: RoutingPolicy) -> _Slot:
+        factory = provider_factory(spec.options.type_name)
+        client = self._clients.client_for(spec.options.base_url)
+        return _Slot(
+            spec=spec,
+            provider=factory(spec.options, client),
+            breaker=CircuitBreaker(
+                provider=spec.name,
+                failure_threshold=policy.circuit_failures,
+                cooldown_s=policy.circuit_cooldown_s,
+                clock=self._clock,
+            ),
+            limiter=asyncio.Semaphore(spec.max_concurrency),
+        )
+
+    def set_default(self, name: str) -> None:
+        """Make ``name`` the default provider."""
+        self._slot(name)
+        self._default = name
+
+    @property
+    def default_name(self) -> str | None:
+        """The provider a request without ``provider`` goes to first."""
+        return self._default
+
+    @property
+    def fallbacks(self) -> tuple[str, ...]:
+        """The fallback chain in force."""
+        return self._policy.fallbacks
+
+    def names(self) -> list[str]:
+        """Configured and registered provider names, in order."""
+        return list(self._slots)
+
+    def spec(self, name: str) -> ProviderSpec:
+        """The spec of ``name``; raises ``ProviderNotFound``."""
+        return self._slot(name).spec
+
+    def circuit_state(self, name: str) -> str:
+        """``closed``, ``open`` or ``half_open``."""
+        return self._slot(name).breaker.state.value
+
+    def _slot(self, name: str) -> _Slot:
+        try:
+            return self._slots[name]
+        except KeyError:
+            hint = did_you_mean(name, self._slots)
+            known = ", ".join(self._slots) or "none"
+            raise ProviderNotFound(
+                f"no provider named {name!r}{hint} (configured: {known})"
+            ) from None
+
+    def route(self, *, provider: str | None, model: str | None) -> list[tuple[str, str | None]]:
+        """The (provider, model) pairs to try in order for a request."""
+        if provider:
+            self._slot(provider)
+            if model and model.startswith(provider + "/"):
+                model = model[len(provider) + 1 :]
+            return [(provider, model)]
+        if model and "/" in model:
+            prefix, rest = model.split("/", 1)
+            if prefix in self._slots:
+                return [(prefix, rest)]
+        if self._default is None:
+            raise ProviderNotFound("no provider is configured: add one under [providers.NAME]")
+        chain: list[tuple[str, str | None]] = [(self._default, model)]
+        for name in self._policy.fallbacks:
+            if name in self._slots and name != self._default:
+                chain.append((name, None))  # a fallback answers with its own default model
+        return chain
+
+    # -- answering ---------------------------------------------------------------------
+
+    async def chat(self, request: ChatRequest, *, provider: str | None = None) -> ChatResult:
+        """A complete answer from the first provider of the route that gives one."""
+        route = self.route(provider=provider, model=request.model)
+        for index, (name, model) in enumerate(route):
+            try:
+                return await self._chat_on(
+                    self._slots[name], request.model_copy(update={"model": model})
+                )
+            except ProviderError as exc:
+                if index == len(route) - 1 or not falls_back(exc):
+                    raise
+                log.warning(
+                    "event=provider_fallback provider=%s next=%s code=%s problem=%r",
+                    name,
+                    route[index + 1][0],
+                    exc.code,
+                    exc.message,
+                )
+        raise AssertionError("unreachable: the route is never empty")
+
+    async def _chat_on(self, slot: _Slot, request: ChatRequest) -> ChatResult:
+        slot.breaker.before_call()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + slot.spec.timeout_s
+        attempt = 0
+        try:
+            async with asyncio.timeout_at(deadline), slot.limiter:
+                while True:
+                    try:
+                        result = await slot.provider.chat(request)
+                    except ProviderRateLimited as exc:
+                        pause = self._pause(slot, attempt, exc)
+                        if pause is None or loop.time() + pause >= deadline:
+                            raise
+                        attempt += 1
+                        await self._sleep(pause)
+                        continue
+                    break
+        except TimeoutError:
+            timeout = self._timeout(slot)
+            self._failed(slot, timeout)
+            raise timeout from None
+        except ProviderError as exc:
+            self._failed(slot, exc)
+            raise
+        except BaseException:
+            slot.breaker.release_probe()
+            raise
+        slot.breaker.record_success()
+        return result
+
+    def stream(
+        self, request: ChatRequest, *, provider: str | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Normalized events; falls back only before the first event (see the module doc)."""
+        route = self.route(provider=provider, model=request.model)
+        return self._stream_route(route, request)
+
+    async def _stream_route(
+        self, route: list[tuple[str, str | None]], request: ChatRequest
+    ) -> AsyncIterator[StreamEvent]:
+        for index, (name, model) in enumerate(route):
+            events = self._stream_on(self._slots[name], request.model_copy(update={"model": model}))
+            try:
+                first = await anext(events)
+            except ProviderError as exc:
+                await _aclose(events)
+                if index == len(route) - 1 or not falls_back(exc):
+                    raise
+                log.warning(
+                    "event=provider_fallback provider=%s next=%s code=%s stream=true",
+                    name,
+                    route[index + 1][0],
+                    exc.code,
+                )
+                continue
+            try:
+                yield first
+                async for event in events:
+                    yield event
+            finally:
+                await _aclose(events)
+            return
+
+    async def _stream_on(self, slot: _Slot, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        slot.breaker.before_call()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + slot.spec.timeout_s
+        attempt = 0
+        try:
+            await asyncio.wait_for(slot.limiter.acquire(), timeout=slot.spec.timeout_s)
+        except TimeoutError:
+            slot.breaker.release_probe()
+            raise self._timeout(slot) from None
+        try:
+            while True:
+                upstream = slot.provider.stream(request)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        first = await anext(upstream)
+                except StopAsyncIteration:
+                    error = broken_stream(slot.spec.name, "it ended before any event")
+                    self._failed(slot, error)
+                    raise error from None
+                except TimeoutError:
+                    await _aclose(upstream)
+                    timeout = self._timeout(slot)
+                    self._failed(slot, timeout)
+                    raise timeout from None
+                except ProviderRateLimited as exc:
+                    await _aclose(upstream)
+                    pause = self._pause(slot, attempt, exc)
+                    if pause is None or loop.time() + pause >= deadline:
+                        self._failed(slot, exc)
+                        raise
+                    attempt += 1
+                    await self._sleep(pause)
+                    continue
+                except ProviderError as exc:
+                    await _aclose(upstream)
+                    self._failed(slot, exc)
+                    raise
+                break
+            async for event in self._relay(slot, first, upstream):
+                yield event
+        finally:
+            slot.limiter.release()
+
+    async def _relay(
+        self, slot: _Slot, first: StreamEvent, upstream: AsyncIterator[StreamEvent]
+    ) -> AsyncIterator[StreamEvent]:
+        event = first
+        try:
+            while True:
+                yield event
+                if isinstance(event, StreamDone):
+                    slot.breaker.record_success()
+                    return
+                try:
+                    event = await anext(upstream)
+                except StopAsyncIteration:
+                    raise broken_stream(slot.spec.name, "it ended without its end event") from None
+        except ProviderError as exc:
+            self._failed(slot, exc)
+            log.warning(
+                "event=stream_broken provider=%s code=%s problem=%r",
+                slot.spec.name,
+                exc.code,
+                exc.message,
+            )
+            yield StreamFailed(code=exc.code, message=exc.message, provider=slot.spec.name)
+        finally:
+            await _aclose(upstream)
+
+    def _pause(self, slot: _Slot, attempt: int, exc: ProviderRateLimited) -> float | None:
+        if attempt >= slot.spec.max_retries:
+            return None
+        pause = retry_pause(
+            attempt,
+            retry_after=exc.retry_after,
+            backoff_s=self._policy.retry_backoff_s,
+            rng=self._rng,
+        )
+        log.info(
+            "event=provider_retry provider=%s code=%s attempt=%d pause_s=%.2f",
+            slot.spec.name,
+            exc.code,
+            attempt + 1,
+            pause,
+        )
+        return pause
+
+    def _failed(self, slot: _Slot, exc: ProviderError) -> None:
+        if _unwell(exc):
+            slot.breaker.record_failure()
+        else:
+            slot.breaker.release_probe()
+
+    @staticmethod
+    def _timeout(slot: _Slot) -> ProviderTimeout:
+        return ProviderTimeout(
+            f"{slot.spec.name}: no answer within {slot.spec.timeout_s:g}s "
+            f"(providers.{slot.spec.name}.timeout_s)",
+            provider=slot.spec.name,
+        )
+
+    # -- catalogue and health ----------------------------------------------------------
+
+    async def list_models(self, name: str, *, refresh: bool = False) -> list[str]:
+        """Model ids of one provider: configured ``models``, else the API's (cached)."""
+        slot = self._slot(name)
+        if slot.spec.options.models:
+            return list(slot.spec.options.models)
+        now = self._clock()
+        if not refresh and slot.models and now - slot.models[0] < self._policy.models_cache_s:
+            return list(slot.models[1])
+        async with asyncio.timeout(slot.spec.timeout_s):
+            models = await slot.provider.list_models()
+        slot.models = (now, models)
+        return list(models)
+
+    async def all_models(self) -> dict[str, list[str] | ProviderError]:
+        """Every provider's models (or the error listing them gave)."""
+
+        async def one(name: str) -> list[str] | ProviderError:
+            try:
+                return await self.list_models(name)
+            except ProviderError as exc:
+                return exc
+            except TimeoutError:
+                return self._timeout(self._slots[name])
+
+        names = list(self._slots)
+        results = await asyncio.gather(*(one(n) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    async def health(self, name: str | None = None) -> dict[str, HealthStatus]:
+        """Health of one or every provider; each probe is cached ``health_cache_s``."""
+        names = [name] if name is not None else list(self._slots)
+        for n in names:
+            self._slot(n)
+        results = await asyncio.gather(*(self._health_of(self._slots[n]) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    def cached_health(self, name: str) -> HealthStatus | None:
+        """The last probe result of ``name`` if still fresh, without probing."""
+        slot = self._slot(name)
+        if slot.health and self._clock() - slot.health[0] < self._policy.health_cache_s:
+            return slot.health[1]
+        return None
+
+    async def _health_of(self, slot: _Slot) -> HealthStatus:
+        async with slot.health_lock:  # concurrent callers share one probe
+            cached = self.cached_health(slot.spec.name)
+            if cached is not None:
+                return cached
+            try:
+                async with asyncio.timeout(min(slot.spec.timeout_s, 10.0)):
+                    status = await slot.provider.health_check()
+            except TimeoutError:
+                status = HealthStatus(healthy=False, error="health probe timed out")
+            slot.health = (self._clock(), status)
+            return status
+
+    async def close(self) -> None:
+        """Close every provider and HTTP client."""
+        for slot in self._slots.values():
+            await slot.provider.close()
+        self._slots = {}
+        await self._clients.close()
