@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from core.errors import ConfigErrors, SchemaOutOfDate, SwitchboardError, VaultKeyMismatch
@@ -20,6 +20,15 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (Linux, macOS): a faster event loop, same semantics."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run_command(work: Coroutine[Any, Any, int]) -> int:
     """Run a command's coroutine; every expected error becomes a message and an exit code.
 
@@ -27,7 +36,8 @@ def run_command(work: Coroutine[Any, Any, int]) -> int:
     something first); any other failure exits 1.
     """
     try:
-        return asyncio.run(work)
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(work)
     except ConfigErrors as exc:
         for error in exc.errors:
             print(error.message, file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Generator
@@ -59,6 +60,10 @@ async def serve(
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop, sig)
+        # Everything built at start-up lives as long as the process: keep it out of the
+        # collector's way, so full collections stay short under load (p99 latency).
+        gc.collect()
+        gc.freeze()
         try:
             await server.serve()
         finally:

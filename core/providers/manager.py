@@ -3,11 +3,10 @@
 Routing: a request naming a provider (``provider="claude"`` or ``model="claude/<model>"``)
 goes to that provider only; otherwise to the default provider, then along the fallbacks.
 
-Per provider, in this order: the circuit breaker admits the call, the concurrency limit
-queues it, rate-limit and overload errors are retried (Retry-After, else backoff with
-jitter) within ``max_retries`` and the provider's total deadline ``timeout_s``. Then the
-next provider is tried on unavailability (server error, timeout, connection, broken
-stream, open circuit), auth errors and exhausted rate limits, never on a bad request.
+Each provider guards itself (``core.providers.guarded``: breaker, limiter, retries,
+deadline). The next provider is tried on unavailability (server error, timeout,
+connection, broken stream, open circuit), auth errors and exhausted rate limits, never
+on a bad request.
 
 A stream falls back only before its first event; once text was sent, a failure ends the
 stream with a ``StreamFailed`` event instead of a silent truncation.
@@ -19,46 +18,24 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from core.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderNotFound,
-    ProviderOverloaded,
     ProviderRateLimited,
-    ProviderTimeout,
     ProviderUnavailable,
 )
-from core.ports import Provider
-from core.providers.base import ProviderOptions, broken_stream
 from core.providers.clients import ClientPool
+from core.providers.guarded import GuardedProvider, ProviderSpec, RetryTiming, Sleep, aclose
 from core.providers.registry import provider_factory
-from core.providers.resilience import CircuitBreaker, Clock, Random, retry_pause
+from core.providers.resilience import CircuitBreaker, Clock, Random
 from core.suggest import did_you_mean
-from core.types import ChatRequest, ChatResult, HealthStatus, StreamDone, StreamEvent, StreamFailed
+from core.types import ChatRequest, ChatResult, HealthStatus, StreamEvent
 
 log = logging.getLogger("switchboard.providers")
-
-Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class ProviderSpec:
-    """One provider as the config or a registration describes it."""
-
-    options: ProviderOptions
-    max_retries: int = 2
-    timeout_s: float = 60.0
-    max_concurrency: int = 32
-    source: Literal["config", "registered"] = "config"
-
-    @property
-    def name(self) -> str:
-        """The provider's name."""
-        return self.options.name
 
 
 @dataclass(frozen=True)
@@ -73,32 +50,9 @@ class RoutingPolicy:
     models_cache_s: float = 300.0
 
 
-@dataclass
-class _Slot:
-    spec: ProviderSpec
-    provider: Provider
-    breaker: CircuitBreaker
-    limiter: asyncio.Semaphore
-    models: tuple[float, list[str]] | None = None
-    health: tuple[float, HealthStatus] | None = None
-    health_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-async def _aclose(stream: AsyncIterator[StreamEvent]) -> None:
-    """Close a stream early (an async generator has ``aclose``; a plain iterator needs none)."""
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
 def falls_back(exc: ProviderError) -> bool:
     """Whether the next provider should be tried after ``exc``."""
     return isinstance(exc, ProviderUnavailable | ProviderAuthError | ProviderRateLimited)
-
-
-def _unwell(exc: ProviderError) -> bool:
-    # What the circuit breaker counts: the provider, not the request, is the problem.
-    return isinstance(exc, ProviderUnavailable | ProviderOverloaded)
 
 
 class ProviderManager:
@@ -116,8 +70,9 @@ class ProviderManager:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng
-        self._slots: dict[str, _Slot] = {}
+        self._slots: dict[str, GuardedProvider] = {}
         self._policy = RoutingPolicy()
+        self._timing = RetryTiming(sleep=sleep, rng=rng)
         self._default: str | None = None
 
     # -- configuration -----------------------------------------------------------------
@@ -127,7 +82,7 @@ class ProviderManager:
     ) -> None:
         """Make ``specs`` the providers in force; unchanged ones keep their state."""
         old = self._slots
-        slots: dict[str, _Slot] = {}
+        slots: dict[str, GuardedProvider] = {}
         for spec in specs:
             kept = old.get(spec.name)
             same_policy = (policy.circuit_failures, policy.circuit_cooldown_s) == (
@@ -139,16 +94,19 @@ class ProviderManager:
             else:
                 slots[spec.name] = self._build(spec, policy)
         self._slots, self._policy = slots, policy
+        self._timing = RetryTiming(
+            sleep=self._sleep, rng=self._rng, backoff_s=policy.retry_backoff_s
+        )
         self._default = default if default in slots else next(iter(slots), None)
         for name, slot in old.items():
             if slots.get(name) is not slot:
                 await slot.provider.close()
         await self._clients.retain({s.spec.options.base_url for s in slots.values()})
 
-    def _build(self, spec: ProviderSpec, policy: RoutingPolicy) -> _Slot:
+    def _build(self, spec: ProviderSpec, policy: RoutingPolicy) -> GuardedProvider:
         factory = provider_factory(spec.options.type_name)
         client = self._clients.client_for(spec.options.base_url)
-        return _Slot(
+        return GuardedProvider(
             spec=spec,
             provider=factory(spec.options, client),
             breaker=CircuitBreaker(
@@ -187,7 +145,7 @@ class ProviderManager:
         """``closed``, ``open`` or ``half_open``."""
         return self._slot(name).breaker.state.value
 
-    def _slot(self, name: str) -> _Slot:
+    def _slot(self, name: str) -> GuardedProvider:
         try:
             return self._slots[name]
         except KeyError:
@@ -223,8 +181,8 @@ class ProviderManager:
         route = self.route(provider=provider, model=request.model)
         for index, (name, model) in enumerate(route):
             try:
-                return await self._chat_on(
-                    self._slots[name], request.model_copy(update={"model": model})
+                return await self._slots[name].chat(
+                    request.model_copy(update={"model": model}), self._timing
                 )
             except ProviderError as exc:
                 if index == len(route) - 1 or not falls_back(exc):
@@ -238,37 +196,6 @@ class ProviderManager:
                 )
         raise AssertionError("unreachable: the route is never empty")
 
-    async def _chat_on(self, slot: _Slot, request: ChatRequest) -> ChatResult:
-        slot.breaker.before_call()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + slot.spec.timeout_s
-        attempt = 0
-        try:
-            async with asyncio.timeout_at(deadline), slot.limiter:
-                while True:
-                    try:
-                        result = await slot.provider.chat(request)
-                    except ProviderRateLimited as exc:
-                        pause = self._pause(slot, attempt, exc)
-                        if pause is None or loop.time() + pause >= deadline:
-                            raise
-                        attempt += 1
-                        await self._sleep(pause)
-                        continue
-                    break
-        except TimeoutError:
-            timeout = self._timeout(slot)
-            self._failed(slot, timeout)
-            raise timeout from None
-        except ProviderError as exc:
-            self._failed(slot, exc)
-            raise
-        except BaseException:
-            slot.breaker.release_probe()
-            raise
-        slot.breaker.record_success()
-        return result
-
     def stream(
         self, request: ChatRequest, *, provider: str | None = None
     ) -> AsyncIterator[StreamEvent]:
@@ -280,11 +207,13 @@ class ProviderManager:
         self, route: list[tuple[str, str | None]], request: ChatRequest
     ) -> AsyncIterator[StreamEvent]:
         for index, (name, model) in enumerate(route):
-            events = self._stream_on(self._slots[name], request.model_copy(update={"model": model}))
+            events = self._slots[name].stream(
+                request.model_copy(update={"model": model}), self._timing
+            )
             try:
                 first = await anext(events)
             except ProviderError as exc:
-                await _aclose(events)
+                await aclose(events)
                 if index == len(route) - 1 or not falls_back(exc):
                     raise
                 log.warning(
@@ -299,110 +228,8 @@ class ProviderManager:
                 async for event in events:
                     yield event
             finally:
-                await _aclose(events)
+                await aclose(events)
             return
-
-    async def _stream_on(self, slot: _Slot, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        slot.breaker.before_call()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + slot.spec.timeout_s
-        attempt = 0
-        try:
-            await asyncio.wait_for(slot.limiter.acquire(), timeout=slot.spec.timeout_s)
-        except TimeoutError:
-            slot.breaker.release_probe()
-            raise self._timeout(slot) from None
-        try:
-            while True:
-                upstream = slot.provider.stream(request)
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        first = await anext(upstream)
-                except StopAsyncIteration:
-                    error = broken_stream(slot.spec.name, "it ended before any event")
-                    self._failed(slot, error)
-                    raise error from None
-                except TimeoutError:
-                    await _aclose(upstream)
-                    timeout = self._timeout(slot)
-                    self._failed(slot, timeout)
-                    raise timeout from None
-                except ProviderRateLimited as exc:
-                    await _aclose(upstream)
-                    pause = self._pause(slot, attempt, exc)
-                    if pause is None or loop.time() + pause >= deadline:
-                        self._failed(slot, exc)
-                        raise
-                    attempt += 1
-                    await self._sleep(pause)
-                    continue
-                except ProviderError as exc:
-                    await _aclose(upstream)
-                    self._failed(slot, exc)
-                    raise
-                break
-            async for event in self._relay(slot, first, upstream):
-                yield event
-        finally:
-            slot.limiter.release()
-
-    async def _relay(
-        self, slot: _Slot, first: StreamEvent, upstream: AsyncIterator[StreamEvent]
-    ) -> AsyncIterator[StreamEvent]:
-        event = first
-        try:
-            while True:
-                yield event
-                if isinstance(event, StreamDone):
-                    slot.breaker.record_success()
-                    return
-                try:
-                    event = await anext(upstream)
-                except StopAsyncIteration:
-                    raise broken_stream(slot.spec.name, "it ended without its end event") from None
-        except ProviderError as exc:
-            self._failed(slot, exc)
-            log.warning(
-                "event=stream_broken provider=%s code=%s problem=%r",
-                slot.spec.name,
-                exc.code,
-                exc.message,
-            )
-            yield StreamFailed(code=exc.code, message=exc.message, provider=slot.spec.name)
-        finally:
-            await _aclose(upstream)
-
-    def _pause(self, slot: _Slot, attempt: int, exc: ProviderRateLimited) -> float | None:
-        if attempt >= slot.spec.max_retries:
-            return None
-        pause = retry_pause(
-            attempt,
-            retry_after=exc.retry_after,
-            backoff_s=self._policy.retry_backoff_s,
-            rng=self._rng,
-        )
-        log.info(
-            "event=provider_retry provider=%s code=%s attempt=%d pause_s=%.2f",
-            slot.spec.name,
-            exc.code,
-            attempt + 1,
-            pause,
-        )
-        return pause
-
-    def _failed(self, slot: _Slot, exc: ProviderError) -> None:
-        if _unwell(exc):
-            slot.breaker.record_failure()
-        else:
-            slot.breaker.release_probe()
-
-    @staticmethod
-    def _timeout(slot: _Slot) -> ProviderTimeout:
-        return ProviderTimeout(
-            f"{slot.spec.name}: no answer within {slot.spec.timeout_s:g}s "
-            f"(providers.{slot.spec.name}.timeout_s)",
-            provider=slot.spec.name,
-        )
 
     # -- catalogue and health ----------------------------------------------------------
 
@@ -428,7 +255,7 @@ class ProviderManager:
             except ProviderError as exc:
                 return exc
             except TimeoutError:
-                return self._timeout(self._slots[name])
+                return self._slots[name].timeout_error()
 
         names = list(self._slots)
         results = await asyncio.gather(*(one(n) for n in names))
@@ -449,7 +276,7 @@ class ProviderManager:
             return slot.health[1]
         return None
 
-    async def _health_of(self, slot: _Slot) -> HealthStatus:
+    async def _health_of(self, slot: GuardedProvider) -> HealthStatus:
         async with slot.health_lock:  # concurrent callers share one probe
             cached = self.cached_health(slot.spec.name)
             if cached is not None:
@@ -468,3 +295,6 @@ class ProviderManager:
             await slot.provider.close()
         self._slots = {}
         await self._clients.close()
+
+
+__all__ = ["ProviderManager", "ProviderSpec", "RoutingPolicy", "falls_back"]

@@ -14,20 +14,21 @@
   usage on the last stream chunk, unasked.
 
 Every flavour serves ``POST /v1/chat/completions`` and ``GET /v1/models`` and answers a tool
-result that matches no earlier tool call with a 400, as the real APIs do.
+result that matches no earlier tool call with a 400, as the real APIs do. The error bodies
+and the request checks live in ``openai_errors``; this module records requests and renders
+answers and streams.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 import string
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal, NoReturn
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -44,54 +45,16 @@ from tests.fakes.llm_script import (
     StreamError,
     split_text,
 )
-
-Flavour = Literal["openai", "openai_compatible", "mistral"]
-
-_MISTRAL_ID = re.compile(r"[a-zA-Z0-9]{9}")
-_MISTRAL_FIELDS = {
-    "model",
-    "messages",
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "stream",
-    "stop",
-    "random_seed",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "presence_penalty",
-    "frequency_penalty",
-    "n",
-    "prediction",
-    "parallel_tool_calls",
-    "safe_prompt",
-    "prompt_mode",
-}
-_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    404: "invalid_request_error",
-    429: "requests",
-    500: "server_error",
-    503: "server_error",
-}
-_VLLM_TYPES = {
-    400: "BadRequestError",
-    401: "AuthenticationError",
-    404: "NotFoundError",
-    429: "RateLimitError",
-    500: "InternalServerError",
-    503: "ServiceUnavailableError",
-}
-
+from tests.fakes.openai_errors import (
+    Flavour,
+    Rejected,
+    check_request,
+    failure,
+    stream_error,
+    unauthorized,
+)
 
 _MALFORMED_TEXT = Reply(text="this answer carries a chunk that is not JSON")
-
-
-class _Rejected(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
 
 
 def _alnum(n: int) -> str:
@@ -132,182 +95,6 @@ class _Fake:
         self.flavour = flavour
         self.stream_usage = stream_usage
 
-    # --- errors in each flavour's shape ------------------------------------------------
-
-    def error(
-        self,
-        status: int,
-        message: Any,
-        *,
-        type_: str | None = None,
-        code: str | None = None,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> JSONResponse:
-        if self.flavour == "openai":
-            info = {
-                "message": message,
-                "type": type_ or _TYPES.get(status, "invalid_request_error"),
-                "param": param,
-                "code": code,
-            }
-            return JSONResponse({"error": info}, status, headers=headers)
-        flat = {"object": "error", "message": message, "param": param}
-        if self.flavour == "openai_compatible":
-            flat |= {"type": type_ or _VLLM_TYPES.get(status, "BadRequestError"), "code": status}
-        else:
-            kind = type_ or ("invalid_request_error" if status < 500 else "internal_server_error")
-            flat |= {"type": kind, "code": code}
-        return JSONResponse(flat, status, headers=headers)
-
-    def unauthorized(self, given: str | None, path: str) -> JSONResponse:
-        if self.flavour == "openai_compatible":
-            return JSONResponse({"error": "Unauthorized"}, 401)
-        if self.flavour == "mistral":
-            if path.endswith("/models"):
-                return JSONResponse({"detail": "Unauthorized"}, 401)
-            return JSONResponse({"message": "Unauthorized", "request_id": uuid.uuid4().hex}, 401)
-        if given is None:
-            return self.error(
-                401,
-                "You didn't provide an API key. You need to provide your API "
-                "key in an Authorization header using Bearer auth.",
-            )
-        # The real API masks most of the key; echoing it whole makes redaction testable.
-        return self.error(
-            401,
-            f"Incorrect API key provided: {given}. You can find your API key "
-            "at https://platform.openai.com/account/api-keys.",
-            code="invalid_api_key",
-        )
-
-    def fail(self, step: Fail) -> Response:
-        headers = {}
-        if step.retry_after is not None:
-            headers["Retry-After"] = f"{step.retry_after:g}"
-        if step.raw_body is not None:
-            return Response(step.raw_body, step.status, headers=headers, media_type="text/plain")
-        mistral, openai = self.flavour == "mistral", self.flavour == "openai"
-        if step.kind == "context":
-            if openai:
-                return self.error(
-                    step.status, step.message, code="context_length_exceeded", param="messages"
-                )
-            if mistral:
-                return self.error(
-                    step.status,
-                    "Prompt contains 40001 tokens and 0 draft tokens, "
-                    "too large for model with 32768 maximum context length",
-                )
-            return self.error(
-                step.status,
-                "This model's maximum context length is 4096 tokens. "
-                "However, you requested 5000 tokens.",
-            )
-        if step.kind == "overloaded":
-            if openai:
-                return self.error(
-                    step.status,
-                    step.message,
-                    type_="service_unavailable_error",
-                    code="server_is_overloaded",
-                    headers=headers,
-                )
-            if mistral:
-                return self.error(
-                    step.status, "Service tier capacity exceeded for this model.", headers=headers
-                )
-            return self.error(step.status, f"Server is overloaded: {step.message}", headers=headers)
-        if step.status == 429:
-            if openai:  # OpenAI always says which limit ran out and when it resets
-                headers |= {
-                    "x-ratelimit-remaining-requests": "0",
-                    "x-ratelimit-reset-requests": f"{step.retry_after or 0.02:g}s",
-                }
-                return self.error(429, step.message, code="rate_limit_exceeded", headers=headers)
-            if mistral:
-                return self.error(
-                    429, step.message, type_="rate_limited", code="1300", headers=headers
-                )
-        if step.status == 422 and mistral:
-            detail = [{"type": "value_error", "loc": ["body"], "msg": step.message}]
-            return JSONResponse({"detail": detail}, 422, headers=headers)
-        return self.error(step.status, step.message, headers=headers)
-
-    # --- what the real APIs refuse -----------------------------------------------------
-
-    def reject(self, status: int, message: Any, **fields: Any) -> NoReturn:
-        raise _Rejected(self.error(status, message, **fields))
-
-    def validate(self, body: Any) -> None:
-        if not isinstance(body, dict):
-            self.reject(400, "We could not parse the JSON body of your request.")
-        if self.flavour == "mistral":
-            problems = [
-                (k, "Extra inputs are not permitted")
-                for k in sorted(body)
-                if k not in _MISTRAL_FIELDS
-            ]
-            problems += [(k, "Field required") for k in ("model", "messages") if k not in body]
-            if problems:
-                self.reject(422, {"detail": [{"loc": ["body", k], "msg": m} for k, m in problems]})
-        if not body.get("model"):
-            self.reject(400, "you must provide a model parameter")
-        if not body.get("messages"):
-            self.reject(400, "[] is too short - 'messages'", param="messages")
-        if self.flavour == "openai" and "max_tokens" in body:
-            self.reject(
-                400,
-                "Unsupported parameter: 'max_tokens' is not supported with this "
-                "model. Use 'max_completion_tokens' instead.",
-                code="unsupported_parameter",
-            )
-        if "stream_options" in body and not body.get("stream"):
-            self.reject(
-                400,
-                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                param="stream_options",
-            )
-        self.validate_tool_calls(body["messages"])
-
-    def validate_tool_calls(self, messages: list[dict[str, Any]]) -> None:
-        called: set[str] = set()
-        for i, message in enumerate(messages):
-            calls = message.get("tool_calls") or []
-            ids = [c.get("id", "") for c in calls]
-            if message.get("role") == "tool":
-                ids.append(message.get("tool_call_id", ""))
-            for call_id in ids:
-                if self.flavour == "mistral" and not _MISTRAL_ID.fullmatch(call_id):
-                    self.reject(
-                        400,
-                        f"Tool call id was {call_id} but must be a-z, A-Z, 0-9, "
-                        "with a length of 9.",
-                        type_="invalid_function_call",
-                        code="3280",
-                    )
-                if self.flavour == "openai" and len(call_id) > 40:
-                    self.reject(
-                        400,
-                        f"Invalid 'messages[{i}].tool_calls.id': string too long. "
-                        "Expected a string with maximum length 40.",
-                    )
-            for call in calls:
-                called.add(call.get("id", ""))
-                arguments = call.get("function", {}).get("arguments")
-                if self.flavour != "mistral" and not isinstance(arguments, str):
-                    self.reject(
-                        400,
-                        f"Invalid type for 'messages[{i}].tool_calls.function"
-                        ".arguments': expected a string, but got an object instead.",
-                    )
-            if message.get("role") == "tool" and message.get("tool_call_id") not in called:
-                self.reject(
-                    400,
-                    "Invalid parameter: messages with role 'tool' must be a response "
-                    "to a preceding message with 'tool_calls'.",
-                )
-
     # --- routes ------------------------------------------------------------------------
 
     def record(self, request: Request, raw: bytes) -> RecordedRequest:
@@ -332,13 +119,13 @@ class _Fake:
         given = request.headers.get("authorization")
         if given != f"Bearer {self.script.api_key}":
             key = given.removeprefix("Bearer ") if given else None
-            raise _Rejected(self.unauthorized(key, request.url.path))
+            raise Rejected(unauthorized(self.flavour, key, request.url.path))
 
     async def models(self, request: Request) -> Response:
         self.record(request, b"")
         try:
             self.check_key(request)
-        except _Rejected as rejected:
+        except Rejected as rejected:
             return rejected.response
         owner = "mistralai" if self.flavour == "mistral" else "system"
         data = [
@@ -351,14 +138,14 @@ class _Fake:
         recorded = self.record(request, await request.body())
         try:
             self.check_key(request)
-            self.validate(recorded.body)
-        except _Rejected as rejected:
+            check_request(self.flavour, recorded.body)
+        except Rejected as rejected:
             return rejected.response
         step = self.script.next_step(recorded)
         if isinstance(step, Reply) and step.delay_s:
             await asyncio.sleep(step.delay_s)
         if isinstance(step, Fail):
-            return self.fail(step)
+            return failure(self.flavour, step)
         if isinstance(step, Malformed) and not recorded.stream:
             return Response("<html>502 Bad Gateway</html>", 200, media_type="application/json")
         if not recorded.stream:
@@ -438,7 +225,7 @@ class _Fake:
         if isinstance(step, CutStream):
             return
         if isinstance(step, StreamError):
-            yield f"data: {json.dumps(self.stream_error(step))}\n\n"
+            yield f"data: {json.dumps(stream_error(self.flavour, step))}\n\n"
             return
         if isinstance(step, Malformed):
             yield 'data: {"choices": [{"delta": {"content": "cut here\n\n'
@@ -474,30 +261,6 @@ class _Fake:
                 )
                 yield f"data: {json.dumps(last)}\n\n"
         yield "data: [DONE]\n\n"
-
-    def stream_error(self, step: StreamError) -> dict[str, Any]:
-        overloaded = step.kind == "overloaded"
-        if self.flavour == "openai":
-            kind = "service_unavailable_error" if overloaded else "server_error"
-            code = "server_is_overloaded" if overloaded else None
-            return {"error": {"message": step.message, "type": kind, "param": None, "code": code}}
-        if self.flavour == "mistral":
-            text = "Service tier capacity exceeded for this model." if overloaded else step.message
-            return {
-                "object": "error",
-                "message": text,
-                "type": "internal_server_error",
-                "param": None,
-                "code": None,
-            }
-        text = f"Server is overloaded: {step.message}" if overloaded else step.message
-        return {
-            "object": "error",
-            "message": text,
-            "type": "InternalServerError",
-            "param": None,
-            "code": 503 if overloaded else 500,
-        }
 
 
 def make_app(

@@ -99,14 +99,19 @@ class ChatMultiAnswer(BaseModel):
 
 
 def to_chat_request(body: ChatMultiBody) -> ChatRequest:
-    """The API body in the normalized conversation model."""
-    return ChatRequest(
+    """The API body in the normalized conversation model.
+
+    ``model_construct`` skips a second validation: the body model already checked every
+    field, and this runs on every request.
+    """
+    return ChatRequest.model_construct(
         messages=tuple(
-            ChatMessage(
+            ChatMessage.model_construct(
                 role=Role(m.role),
                 content=m.content or "",
                 tool_calls=tuple(
-                    ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in m.tool_calls
+                    ToolCall.model_construct(id=c.id, name=c.name, arguments=c.arguments)
+                    for c in m.tool_calls
                 ),
                 tool_call_id=m.tool_call_id,
                 name=m.name,
@@ -115,7 +120,9 @@ def to_chat_request(body: ChatMultiBody) -> ChatRequest:
         ),
         model=body.model,
         tools=tuple(
-            ToolSpec(name=t.name, description=t.description, parameters=t.parameters)
+            ToolSpec.model_construct(
+                name=t.name, description=t.description, parameters=t.parameters
+            )
             for t in body.tools
         ),
         max_tokens=body.max_tokens,

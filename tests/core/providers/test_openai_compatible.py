@@ -52,7 +52,7 @@ async def test_configured_headers_go_on_every_request(live: Running) -> None:
 
 
 async def test_without_a_key_no_authorization_header_is_sent() -> None:
-    script = Script(api_key=None)  # type: ignore[arg-type]  # Script.api_key is typed str
+    script = Script(api_key=None)
     app = make_app(script, flavour="openai_compatible")
     async with serve_app(app) as base_url, httpx.AsyncClient() as client:
         provider = OpenAICompatibleProvider(CASE.options(base_url, api_key=None), client)
