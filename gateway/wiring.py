@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 import gateway
 from gateway.api.auth import AdminTokenMiddleware
 from gateway.api.errors import install_error_handlers
+from gateway.api.fast_body import install_body_components
 from gateway.api.routes import chat_multi, health, providers, status
 from gateway.api.routes import config as config_routes
 from gateway.config_loader import LoadedConfig
@@ -70,10 +72,19 @@ def build_app(
         return ref.reveal().encode() if ref is not None else None
 
     app.add_middleware(AdminTokenMiddleware, token_source=current_token)
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = install_body_components(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     install_error_handlers(app)
+    # The hot path first: routes are matched in order, router by router.
+    app.include_router(chat_multi.router)
     app.include_router(health.router)
     app.include_router(status.router)
     app.include_router(config_routes.router)
     app.include_router(providers.router)
-    app.include_router(chat_multi.router)
     return app

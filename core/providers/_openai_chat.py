@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from httpx_sse import SSEError, aconnect_sse
+from httpx_sse import SSEError
 from pydantic import ValidationError
 
 from core.errors import ProviderError
@@ -51,6 +51,7 @@ from core.providers._openai_chat_wire import (
 from core.providers.base import (
     ProviderOptions,
     broken_stream,
+    connect_sse,
     error_for_transport,
     malformed,
     monotonic_ms,
@@ -156,7 +157,7 @@ class ChatCompletionsAPI:
     def _malformed(self, what: str) -> ProviderError:
         return malformed(self._name, what)
 
-    async def _send(self, method: str, url: str, body: bytes | None = None) -> httpx.Response:
+    async def _send(self, method: str, url: httpx.URL, body: bytes | None = None) -> httpx.Response:
         headers = self._headers if body is None else self._json_headers
         try:
             response = await self._client.request(
@@ -201,13 +202,12 @@ class ChatCompletionsAPI:
         state = _StreamState(self._name)
         finished = False
         try:
-            async with aconnect_sse(
+            async with connect_sse(
                 self._client,
-                "POST",
                 self._chat_url,
                 content=body,
-                headers=dict(self._json_headers),
-                timeout=self._options.timeout,
+                headers=self._json_headers,
+                http_timeout=self._options.timeout,
             ) as source:
                 if source.response.is_error:
                     await source.response.aread()

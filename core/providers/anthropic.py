@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from httpx_sse import SSEError, aconnect_sse
+from httpx_sse import SSEError
 from pydantic import ValidationError
 
 from core.errors import ProviderError, ProviderOverloaded, ProviderRateLimited
@@ -45,6 +45,7 @@ from core.providers._anthropic_wire import (
 from core.providers.base import (
     ProviderOptions,
     broken_stream,
+    connect_sse,
     error_for_transport,
     malformed,
     monotonic_ms,
@@ -95,7 +96,7 @@ class AnthropicProvider:
         )
 
     async def _send(
-        self, method: str, url: str, *, content: bytes | None = None, params: Any = None
+        self, method: str, url: httpx.URL, *, content: bytes | None = None, params: Any = None
     ) -> httpx.Response:
         try:
             response = await self._client.request(
@@ -151,13 +152,12 @@ class AnthropicProvider:
         body = self._body(request, model, stream=True)
         reader = _StreamReader(self.name, model)
         try:
-            async with aconnect_sse(
+            async with connect_sse(
                 self._client,
-                "POST",
                 self._messages_url,
                 content=body,
-                headers=dict(self._headers),  # aconnect_sse adds to the dict it is given
-                timeout=self._options.timeout,
+                headers=self._headers,
+                http_timeout=self._options.timeout,
             ) as source:
                 if not source.response.is_success:
                     await source.response.aread()

@@ -105,13 +105,13 @@ class GoogleProvider:
     def _model(self, request: ChatRequest) -> str:
         return self._options.model_for(request.model).removeprefix("models/")
 
-    def _url(self, model: str, method: str) -> str:
-        return self._options.url(f"/{API_VERSION}/models/{quote(model, safe='')}:{method}")
+    def _url(self, model: str, method: str, query: str = "") -> httpx.URL:
+        return self._options.url(f"/{API_VERSION}/models/{quote(model, safe='')}:{method}{query}")
 
     def _body(self, request: ChatRequest) -> bytes:
         return generate_body(request, signatures=self._signatures, provider=self.name)
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _call(self, method: str, url: httpx.URL, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._client.request(
                 method, url, headers=self._headers, timeout=self._options.timeout, **kwargs
@@ -208,7 +208,7 @@ class GoogleProvider:
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         """``streamGenerateContent?alt=sse``: text as it comes, whole function calls, done."""
         model = self._model(request)
-        url = self._url(model, "streamGenerateContent") + "?alt=sse"
+        url = self._url(model, "streamGenerateContent", "?alt=sse")
         state = _StreamState()
         stream = self._client.stream(
             "POST", url, content=self._body(request), headers=self._headers,

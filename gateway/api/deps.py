@@ -19,4 +19,10 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+def runtime_of(request: Request) -> Runtime:
+    """The runtime, for routes that take the raw ``Request`` (the hot path)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

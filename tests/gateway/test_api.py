@@ -80,3 +80,13 @@ async def test_config_answer_carries_references_not_secrets(
     assert admin_token(workspace) not in body
     vault_key = (workspace.parent / "data" / "vault.key").read_text().strip()
     assert vault_key not in body
+
+
+async def test_openapi_documents_the_hot_path_bodies(api: httpx.AsyncClient) -> None:
+    spec = (await api.get("/openapi.json")).json()
+    body = spec["paths"]["/api/chat/multi"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/ChatMultiBody"
+    schemas = spec["components"]["schemas"]
+    assert {"ChatMultiBody", "MessageIn", "ToolIn", "ToolCallIn"} <= set(schemas)
+    assert "x-switchboard-components" not in str(spec)

@@ -10,7 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,7 +28,8 @@ from core.types import (
     ToolSpec,
     Usage,
 )
-from gateway.api.deps import RuntimeDep
+from gateway.api.deps import runtime_of
+from gateway.api.fast_body import parse_body, request_body_schema
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 
@@ -188,24 +189,26 @@ async def _sse(first: StreamEvent, events: AsyncIterator[StreamEvent]) -> AsyncI
     "/multi",
     response_model=ChatMultiAnswer,
     summary="A conversation straight to the provider manager",
+    openapi_extra=request_body_schema(ChatMultiBody),
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "the answer, or its events"},
         404: {"description": "provider_not_found"},
         502: {"description": "the provider failed and no fallback answered"},
     },
 )
-async def chat_multi(body: ChatMultiBody, runtime: RuntimeDep) -> Response:
+async def chat_multi(request: Request) -> Response:
     """``"stream": true`` answers ``event: delta`` / ``tool_call`` then ``done`` or ``error``.
 
     Errors before the first event (every fallback failed) answer a JSON error with a
     fitting status; a failure after text was streamed ends the stream with ``event: error``.
     """
-    request = to_chat_request(body)
-    manager = runtime.manager
+    body = await parse_body(request, ChatMultiBody)
+    chat_request = to_chat_request(body)
+    manager = runtime_of(request).manager
     if not body.stream:
-        result = await manager.chat(request, provider=body.provider)
+        result = await manager.chat(chat_request, provider=body.provider)
         return Response(_dumps(answer_json(result)), media_type="application/json")
-    events = manager.stream(request, provider=body.provider)
+    events = manager.stream(chat_request, provider=body.provider)
     first = await anext(events)
     return StreamingResponse(
         _sse(first, events),
