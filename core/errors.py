@@ -23,6 +23,7 @@ Every error raised on purpose derives from :class:`SwitchboardError` and carries
     │   └── ApprovalConflict            the approval was already decided
     ├── PermissionDenied                authenticated, but not allowed (403)
     ├── RateLimited(retry_after)        too many requests (429)
+    ├── ToolError(tool)                 a tool refused or failed; the message goes to the model
     └── ProviderError(provider)         an LLM provider failed
         ├── ProviderRateLimited         429: retried after Retry-After, within max_retries
         ├── ProviderOverloaded          529 / 503 overloaded: retried like a rate limit
@@ -192,6 +193,17 @@ class RateLimited(SwitchboardError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ToolError(SwitchboardError):
+    """A tool refused its arguments or failed; ``message`` is shown to the model and user."""
+
+    code = "tool_error"
+    http_status = 400
+
+    def __init__(self, message: str, *, tool: str) -> None:
+        super().__init__(message)
+        self.tool = tool
 
 
 class ProviderError(SwitchboardError):

@@ -13,6 +13,7 @@ from core.types import (
     OutboundReply,
     SecurityLevel,
     StreamEvent,
+    ToolContext,
 )
 
 
@@ -87,8 +88,11 @@ class Tool(Protocol):
     parameters: Mapping[str, Any]
     level: SecurityLevel
 
-    async def run(self, arguments: Mapping[str, Any]) -> str:
-        """Execute with validated arguments; the text goes back to the model."""
+    async def run(self, arguments: Mapping[str, Any], *, context: ToolContext) -> str:
+        """Execute with validated arguments; the text goes back to the model.
+
+        Raises ``ToolError`` with a message the model (and the user) can act on.
+        """
         ...
 
 

@@ -232,6 +232,22 @@ class HealthStatus(Frozen):
     error: str | None = None
 
 
+class ToolContext(Frozen):
+    """Who a tool runs for: the conversation, the requester and the action it belongs to."""
+
+    conversation: ConversationKey
+    requester: str
+    action_id: str
+
+
+class ScreenVerdict(Frozen):
+    """What the prompt-injection screen thinks of a text."""
+
+    verdict: Literal["allow", "flag", "block"]
+    score: float = 0.0
+    rules: tuple[str, ...] = ()
+
+
 class Action(Frozen):
     """Something with an effect, persisted with its security level and lifecycle."""
 
