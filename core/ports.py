@@ -102,3 +102,19 @@ class SecretStore(Protocol):
     async def get(self, name: str) -> str:
         """The clear value of a secret; raises ``SecretNotFound``."""
         ...
+
+
+class AuditSink(Protocol):
+    """Where every step is recorded (``core.security.audit.AuditLog``)."""
+
+    async def append(
+        self,
+        kind: str,
+        *,
+        actor: str | None = None,
+        conversation: str | None = None,
+        action_id: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Append one record."""
+        ...

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import CheckConstraint, DateTime, Integer, LargeBinary, MetaData, String, Text
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -140,3 +149,40 @@ class NoteRow(Base):
     conversation: Mapped[str] = mapped_column(String(512), index=True)
     text: Mapped[str] = mapped_column(Text())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ActionRow(Base):
+    """Something with an effect (chat, tool call, admin change), with its level and lifecycle."""
+
+    __tablename__ = "actions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    level: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    conversation: Mapped[str | None] = mapped_column(String(512), nullable=True, index=True)
+    requester: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # Canonical JSON of exactly what runs; payload_sha256 is its hash.
+    payload: Mapped[str] = mapped_column(Text())
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str | None] = mapped_column(Text(), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApprovalRow(Base):
+    """A human decision bound to the SHA-256 of exactly what an action will run."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    action_id: Mapped[str] = mapped_column(String(32), ForeignKey("actions.id"), unique=True)
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    level: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
