@@ -284,6 +284,19 @@ class ApprovalService:
         """Newest first."""
         return await self._repo.list_approvals(statuses=statuses, limit=limit)
 
+    async def list_actions(
+        self,
+        *,
+        statuses: list[ActionStatus],
+        levels: list[SecurityLevel],
+        conversation: ConversationKey | None,
+        limit: int = 100,
+    ) -> list[StoredAction]:
+        """Newest first, filtered."""
+        return await self._repo.list_actions(
+            statuses=statuses, levels=levels, conversation=conversation, limit=limit
+        )
+
     async def get_action(self, action_id: str) -> StoredAction:
         """One action; raises NotFound."""
         stored = await self._repo.get_action(action_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.config import secret_refs
 from gateway import __version__
+from gateway.cli_audit import add_audit_commands
 from gateway.cli_providers import add_provider_commands
 from gateway.cli_support import EXIT_FAILED, EXIT_OK, fail, run_command
 from gateway.cli_vault import add_vault_commands
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     add_vault_commands(commands, common)
+    add_audit_commands(commands, common)
     add_provider_commands(commands, common)
     return parser
 

@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from core.security.audit import AuditLog
 from core.security.vault import Vault
+from core.storage.audit_repo import AuditRepository
 from gateway.cli_support import EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK, fail, run_command
 from gateway.config_loader import LoadedConfig, config_path, load_config
 from gateway.redaction import SecretRedactor
@@ -55,11 +57,13 @@ def _read_stdin_value(prompt: str) -> str:
     return value[:-1] if value.endswith("\n") else value
 
 
-VaultWork = Callable[[Vault, LoadedConfig], Awaitable[int]]
+VaultWork = Callable[[Vault, LoadedConfig, AuditLog], Awaitable[int]]
+# Who the audit log names for vault commands: whoever runs the CLI on this host.
+CLI_ACTOR = "operator:cli"
 
 
 def _with_vault(args: argparse.Namespace, work: VaultWork) -> int:
-    """Open the configured vault, run ``work`` on it, map errors to exit codes."""
+    """Open the configured vault and the audit log, run ``work``, map errors to exit codes."""
     return run_command(_open_and_run(args, work))
 
 
@@ -77,7 +81,9 @@ async def _open_and_run(args: argparse.Namespace, work: VaultWork) -> int:
         vault = await open_vault(loaded, db=db, redactor=redactor)
         if vault is None:  # checked above; kept for the type checker
             return fail("security.vault_key: not set", EXIT_BAD_CONFIG)
-        return await work(vault, loaded)
+        # The redactor knows the passphrase by now, so it can never reach a record.
+        audit = AuditLog(AuditRepository(db), redact=redactor.redact)
+        return await work(vault, loaded, audit)
     finally:
         await db.close()
 
@@ -88,8 +94,9 @@ def cmd_vault_set(args: argparse.Namespace) -> int:
     if not value:
         return fail("no value on stdin; nothing was stored", EXIT_FAILED)
 
-    async def work(vault: Vault, _: LoadedConfig) -> int:
+    async def work(vault: Vault, _: LoadedConfig, audit: AuditLog) -> int:
         await vault.set(args.name, value)
+        await audit.append("vault.set", actor=CLI_ACTOR, data={"name": args.name})
         print(f"stored {args.name}")
         return EXIT_OK
 
@@ -99,8 +106,11 @@ def cmd_vault_set(args: argparse.Namespace) -> int:
 def cmd_vault_get(args: argparse.Namespace) -> int:
     """``vault get NAME``: the clear value on stdout."""
 
-    async def work(vault: Vault, _: LoadedConfig) -> int:
-        print(await vault.get(args.name))
+    async def work(vault: Vault, _: LoadedConfig, audit: AuditLog) -> int:
+        value = await vault.get(args.name)
+        # Recorded before the value is shown: a reveal that is not audited never happens.
+        await audit.append("vault.get", actor=CLI_ACTOR, data={"name": args.name})
+        print(value)
         return EXIT_OK
 
     return _with_vault(args, work)
@@ -109,7 +119,7 @@ def cmd_vault_get(args: argparse.Namespace) -> int:
 def cmd_vault_list(args: argparse.Namespace) -> int:
     """``vault list [--json]``: names only."""
 
-    async def work(vault: Vault, _: LoadedConfig) -> int:
+    async def work(vault: Vault, _: LoadedConfig, __: AuditLog) -> int:
         names = await vault.list()
         print(json.dumps(names) if args.json else "\n".join(names))
         return EXIT_OK
@@ -120,8 +130,9 @@ def cmd_vault_list(args: argparse.Namespace) -> int:
 def cmd_vault_delete(args: argparse.Namespace) -> int:
     """``vault delete NAME``."""
 
-    async def work(vault: Vault, _: LoadedConfig) -> int:
+    async def work(vault: Vault, _: LoadedConfig, audit: AuditLog) -> int:
         await vault.delete(args.name)
+        await audit.append("vault.delete", actor=CLI_ACTOR, data={"name": args.name})
         print(f"deleted {args.name}")
         return EXIT_OK
 
@@ -136,7 +147,7 @@ def cmd_vault_rotate(args: argparse.Namespace) -> int:
         if not new_passphrase:
             return fail("no new passphrase on stdin; nothing was changed", EXIT_FAILED)
 
-    async def work(vault: Vault, loaded: LoadedConfig) -> int:
+    async def work(vault: Vault, loaded: LoadedConfig, audit: AuditLog) -> int:
         key_file = _key_file(loaded)
         staged: Path | None = None
         if new_passphrase is not None and key_file is not None:
@@ -157,6 +168,13 @@ def cmd_vault_rotate(args: argparse.Namespace) -> int:
         elif new_passphrase is not None:
             ref = loaded.config.security.vault_key
             print(f"now set {ref} to the new passphrase before the next start", file=sys.stderr)
+        # Recorded after the key file is in place: a failing append must not strand the
+        # new passphrase in vault.key.new. No key may contain "passphrase" (it is masked).
+        await audit.append(
+            "vault.rotate",
+            actor=CLI_ACTOR,
+            data={"reencrypted": count, "new_vault_key": new_passphrase is not None},
+        )
         return EXIT_OK
 
     return _with_vault(args, work)

@@ -1,4 +1,4 @@
-"""The gateway's long-lived resources: config holder, database, vault."""
+"""The gateway's long-lived resources: config holder, database, vault, audit log."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from core.errors import ConfigError, ConfigErrors, SecretError
+from core.errors import ConfigError, ConfigErrors, SecretError, StorageError
 from core.providers.manager import ProviderManager
+from core.security.audit import AuditLog
 from core.security.vault import Vault
 from core.storage import Database, ProviderRepository, VaultRepository
+from core.storage.audit_repo import AuditRepository
 from gateway.config_loader import LoadedConfig
 from gateway.provider_directory import ProviderDirectory
 from gateway.redaction import SecretRedactor
@@ -63,13 +65,37 @@ class Runtime:
         vault: Vault | None,
         redactor: SecretRedactor,
         providers: ProviderDirectory,
+        audit: AuditLog,
     ) -> None:
         self.holder = holder
         self.db = db
         self.vault = vault
         self.redactor = redactor
         self.providers = providers
+        self.audit = audit
         holder.subscribe(providers.on_config_change)
+        holder.subscribe(self._audit_config_applied)
+
+    async def _audit_config_applied(self, _: LoadedConfig, new: LoadedConfig) -> None:
+        """Record each applied config edit: which file, which content (its digest)."""
+        try:
+            await self.audit.append(
+                "config.applied",
+                actor="gateway:reload",
+                data={
+                    "generation": self.holder.generation,
+                    "path": str(new.path),
+                    "digest": new.digest,
+                },
+            )
+        except StorageError as exc:
+            # The new config is already in force and failing here would not undo it;
+            # say loudly that this change has no audit record.
+            log.error(
+                "event=audit_failed kind=config.applied generation=%d problem=%r",
+                self.holder.generation,
+                exc.message,
+            )
 
     @property
     def manager(self) -> ProviderManager:
@@ -117,6 +143,7 @@ class Runtime:
             vault=vault,
             redactor=redactor,
             providers=providers,
+            audit=AuditLog(AuditRepository(db), redact=redactor.redact),
         )
 
     async def close(self) -> None:

@@ -13,7 +13,7 @@ import gateway
 from gateway.api.auth import AdminTokenMiddleware
 from gateway.api.errors import install_error_handlers
 from gateway.api.fast_body import install_body_components
-from gateway.api.routes import chat_multi, health, providers, status
+from gateway.api.routes import audit, chat_multi, health, providers, status
 from gateway.api.routes import config as config_routes
 from gateway.config_loader import LoadedConfig
 from gateway.redaction import SecretRedactor
@@ -87,4 +87,5 @@ def build_app(
     app.include_router(status.router)
     app.include_router(config_routes.router)
     app.include_router(providers.router)
+    app.include_router(audit.router)
     return app
