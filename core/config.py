@@ -155,6 +155,36 @@ class StorageSection(Section):
         return self.url.startswith("sqlite")
 
 
+class InjectionSection(Section):
+    """``[security.injection]``: prompt-injection screen thresholds and what verdicts do.
+
+    A score at or above ``block_threshold`` is a ``block`` verdict, at or above
+    ``flag_threshold`` a ``flag``; tool results use the ``tool_*`` thresholds. ``on_flag``
+    and ``on_block`` say what the orchestrator does with each verdict.
+    """
+
+    flag_threshold: float = Field(default=0.4, ge=0.0, le=1.0)
+    block_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    tool_flag_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
+    tool_block_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    on_flag: Literal["allow", "warn", "block"] = "warn"
+    on_block: Literal["block", "warn"] = "block"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> InjectionSection:
+        if self.flag_threshold > self.block_threshold:
+            raise ValueError(
+                f"flag_threshold ({self.flag_threshold}) must not be above "
+                f"block_threshold ({self.block_threshold})"
+            )
+        if self.tool_flag_threshold > self.tool_block_threshold:
+            raise ValueError(
+                f"tool_flag_threshold ({self.tool_flag_threshold}) must not be above "
+                f"tool_block_threshold ({self.tool_block_threshold})"
+            )
+        return self
+
+
 class SecuritySection(Section):
     """``[security]``: the vault passphrase, auto-approval threshold and approvers."""
 
@@ -163,6 +193,7 @@ class SecuritySection(Section):
     approval_timeout_s: int = Field(default=600, ge=10, le=7 * 24 * 3600)
     approvers: tuple[str, ...] = ()
     requester_may_approve_critical: bool = False
+    injection: InjectionSection = InjectionSection()
 
     @field_validator("approvers")
     @classmethod
@@ -295,6 +326,9 @@ class ShellTool(Section):
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
     max_output_bytes: int = Field(default=64 * 1024, ge=1)
     workdir: str | None = None
+    # The whole PATH a command sees: fixed here rather than inherited from the gateway,
+    # so neither the gateway's environment nor a file in the workdir picks the binary.
+    path: str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class ToolsSection(Section):

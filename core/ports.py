@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from core.types import (
@@ -117,4 +119,28 @@ class AuditSink(Protocol):
         data: Mapping[str, Any] | None = None,
     ) -> Any:
         """Append one record."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One note the ``remember`` tool keeps; ``conversation`` is ``str(ConversationKey)``."""
+
+    id: int
+    conversation: str
+    text: str
+    created_at: datetime
+
+
+class NotesStore(Protocol):
+    """Notes per conversation, for the ``remember`` and ``recall`` tools."""
+
+    async def add(self, *, conversation: str, text: str, created_at: datetime) -> Note:
+        """Keep a note; the oldest notes of the conversation beyond its cap are dropped."""
+        ...
+
+    async def search(
+        self, *, conversation: str, query: str | None = None, limit: int = 10
+    ) -> list[Note]:
+        """Newest first; with ``query``, only notes containing every word of it (any case)."""
         ...
