@@ -65,7 +65,9 @@ def _upgrade_in_thread(url: str) -> tuple[str | None, str]:
 
 
 async def _upgrade(url: str) -> tuple[str | None, str]:
-    db = Database.open(url, pool_size=1)
+    # A concurrent migration holds the file's write lock for as long as it runs: wait for
+    # it (a minute) rather than failing after the usual five seconds.
+    db = Database.open(url, pool_size=1, busy_timeout_ms=60_000)
     try:
         async with db.exclusive_transaction(lock_key=migrations.MIGRATION_LOCK_KEY) as conn:
             return await conn.run_sync(_upgrade_on, url=url, location=db.location)

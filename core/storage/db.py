@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -44,7 +45,9 @@ class Database:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str, *, pool_size: int = 5, echo: bool = False) -> Database:
+    def open(
+        cls, url: str, *, pool_size: int = 5, echo: bool = False, busy_timeout_ms: int = 5000
+    ) -> Database:
         """Build the engine for ``url`` (no connection is made until first use)."""
         try:
             parsed = make_url(url)
@@ -69,7 +72,11 @@ class Database:
             )
         engine = create_async_engine(parsed, **options)
         if backend == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_connect)
+            event.listen(
+                engine.sync_engine,
+                "connect",
+                functools.partial(_sqlite_connect, busy_timeout_ms=busy_timeout_ms),
+            )
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return cls(engine)
 
@@ -204,7 +211,9 @@ def _ensure_parent_dir(url: URL) -> None:
         ) from exc
 
 
-def _sqlite_connect(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:
+def _sqlite_connect(
+    dbapi_connection: Any, connection_record: ConnectionPoolEntry, *, busy_timeout_ms: int
+) -> None:
     # Take BEGIN away from the sqlite3 module: in its legacy mode it skips BEGIN before
     # SELECT and DDL, which breaks repeatable reads and makes migrations non-atomic.
     dbapi_connection.isolation_level = None
@@ -212,7 +221,7 @@ def _sqlite_connect(dbapi_connection: Any, connection_record: ConnectionPoolEntr
     try:
         # busy_timeout first: switching to WAL needs a lock, and without the timeout a
         # connection opened while another process writes fails at once with "locked".
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
