@@ -1,0 +1,1 @@
+"""Prompt-injection screen benchmark: ``python -m bench.injection.run``."""
