@@ -128,7 +128,7 @@ class _StreamState:
 
 
 class ChatCompletionsAPI:
-    """chat, stream, list_models and health_check over one Chat Completions API."""
+    """A ``Provider`` for one Chat Completions API; the ``Dialect`` says which one."""
 
     def __init__(
         self, options: ProviderOptions, client: httpx.AsyncClient, dialect: Dialect
@@ -136,7 +136,8 @@ class ChatCompletionsAPI:
         self._options = options
         self._client = client
         self._dialect = dialect
-        self._name = options.name
+        self.name = self._name = options.name
+        self.type_name = dialect.type_name
         headers = dict(options.headers)
         if options.api_key:
             headers["Authorization"] = f"Bearer {options.api_key}"
@@ -259,3 +260,6 @@ class ChatCompletionsAPI:
         except ProviderError as exc:
             return HealthStatus(healthy=False, latency_ms=monotonic_ms(start), error=str(exc))
         return HealthStatus(healthy=True, latency_ms=monotonic_ms(start))
+
+    async def close(self) -> None:
+        """Nothing to release: the client belongs to the caller."""

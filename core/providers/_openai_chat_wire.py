@@ -50,6 +50,7 @@ def new_call_id() -> str:
 class Dialect:
     """Where one Chat Completions API differs from the others."""
 
+    type_name: str
     chat_path: str
     models_path: str
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"]

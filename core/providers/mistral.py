@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 
 from core.providers._openai_chat import ChatCompletionsAPI, Dialect
 from core.providers.base import ProviderOptions
-from core.types import ChatRequest, ChatResult, HealthStatus, StreamEvent
 
 _ID_LENGTH = 9
 _VALID_ID = re.compile(r"[a-zA-Z0-9]{9}")
@@ -56,6 +54,7 @@ def mistral_tool_call_id(tool_call_id: str, attempt: int = 0) -> str:
 
 
 MISTRAL = Dialect(
+    type_name="mistral",
     chat_path="/v1/chat/completions",
     models_path="/v1/models",
     max_tokens_field="max_tokens",
@@ -66,30 +65,6 @@ MISTRAL = Dialect(
 )
 
 
-class MistralProvider:
-    """Mistral's Chat Completions API."""
-
-    type_name = "mistral"
-
-    def __init__(self, options: ProviderOptions, client: httpx.AsyncClient) -> None:
-        self.name = options.name
-        self._api = ChatCompletionsAPI(options, client, MISTRAL)
-
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        """One complete answer."""
-        return await self._api.chat(request)
-
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        """Text deltas as they arrive, complete tool calls, then ``StreamDone`` with usage."""
-        return self._api.stream(request)
-
-    async def list_models(self) -> list[str]:
-        """The ids ``GET /v1/models`` lists."""
-        return await self._api.list_models()
-
-    async def health_check(self) -> HealthStatus:
-        """A timed ``GET /v1/models`` with the key; never a chat call."""
-        return await self._api.health_check()
-
-    async def close(self) -> None:
-        """Nothing to release: the client belongs to the caller."""
+def MistralProvider(options: ProviderOptions, client: httpx.AsyncClient) -> ChatCompletionsAPI:
+    """Mistral's Chat Completions API, in this module's dialect."""
+    return ChatCompletionsAPI(options, client, MISTRAL)

@@ -19,13 +19,11 @@ Quirks of this API that shape the code (the wire itself lives in ``_openai_chat`
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 
 import httpx
 
 from core.providers._openai_chat import ChatCompletionsAPI, Dialect
 from core.providers.base import ProviderOptions
-from core.types import ChatRequest, ChatResult, HealthStatus, StreamEvent
 
 _MAX_ID = 40
 
@@ -40,6 +38,7 @@ def _remap(tool_call_id: str, attempt: int) -> str:
 
 
 OPENAI = Dialect(
+    type_name="openai",
     chat_path="/chat/completions",
     models_path="/models",
     max_tokens_field="max_completion_tokens",
@@ -49,30 +48,6 @@ OPENAI = Dialect(
 )
 
 
-class OpenAIProvider:
-    """OpenAI's Chat Completions API."""
-
-    type_name = "openai"
-
-    def __init__(self, options: ProviderOptions, client: httpx.AsyncClient) -> None:
-        self.name = options.name
-        self._api = ChatCompletionsAPI(options, client, OPENAI)
-
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        """One complete answer."""
-        return await self._api.chat(request)
-
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        """Text deltas as they arrive, complete tool calls, then ``StreamDone`` with usage."""
-        return self._api.stream(request)
-
-    async def list_models(self) -> list[str]:
-        """The ids ``GET /models`` lists."""
-        return await self._api.list_models()
-
-    async def health_check(self) -> HealthStatus:
-        """A timed ``GET /models`` with the key; never a chat call."""
-        return await self._api.health_check()
-
-    async def close(self) -> None:
-        """Nothing to release: the client belongs to the caller."""
+def OpenAIProvider(options: ProviderOptions, client: httpx.AsyncClient) -> ChatCompletionsAPI:
+    """OpenAI's Chat Completions API, in this module's dialect."""
+    return ChatCompletionsAPI(options, client, OPENAI)

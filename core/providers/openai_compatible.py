@@ -16,15 +16,13 @@ vLLM, LM Studio, llama.cpp's server, OpenRouter, Groq and others. What differs f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 
 from core.providers._openai_chat import ChatCompletionsAPI, Dialect
 from core.providers.base import ProviderOptions
-from core.types import ChatRequest, ChatResult, HealthStatus, StreamEvent
 
 OPENAI_COMPATIBLE = Dialect(
+    type_name="openai_compatible",
     chat_path="/chat/completions",
     models_path="/models",
     max_tokens_field="max_tokens",
@@ -32,30 +30,8 @@ OPENAI_COMPATIBLE = Dialect(
 )
 
 
-class OpenAICompatibleProvider:
-    """A self-hosted or third-party server with OpenAI's Chat Completions wire format."""
-
-    type_name = "openai_compatible"
-
-    def __init__(self, options: ProviderOptions, client: httpx.AsyncClient) -> None:
-        self.name = options.name
-        self._api = ChatCompletionsAPI(options, client, OPENAI_COMPATIBLE)
-
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        """One complete answer."""
-        return await self._api.chat(request)
-
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
-        """Text deltas as they arrive, complete tool calls, then ``StreamDone``."""
-        return self._api.stream(request)
-
-    async def list_models(self) -> list[str]:
-        """The ids ``GET /models`` lists."""
-        return await self._api.list_models()
-
-    async def health_check(self) -> HealthStatus:
-        """A timed ``GET /models``; never a chat call."""
-        return await self._api.health_check()
-
-    async def close(self) -> None:
-        """Nothing to release: the client belongs to the caller."""
+def OpenAICompatibleProvider(
+    options: ProviderOptions, client: httpx.AsyncClient
+) -> ChatCompletionsAPI:
+    """Any OpenAI-shaped Chat Completions server, in this module's dialect."""
+    return ChatCompletionsAPI(options, client, OPENAI_COMPATIBLE)
