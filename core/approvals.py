@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.canonical import canonical_json, sha256_hex
+from core.config import SecuritySection
 from core.errors import ApprovalConflict, NotFound, PermissionDenied
 from core.ports import AuditSink
 from core.storage.action_repo import ActionRepository, StoredAction
@@ -53,6 +54,16 @@ class ApprovalPolicy:
     approvers: frozenset[str] = frozenset()
     timeout_s: int = 600
     requester_may_approve_critical: bool = False
+
+    @classmethod
+    def from_section(cls, security: SecuritySection) -> ApprovalPolicy:
+        """The policy ``[security]`` describes."""
+        return cls(
+            auto_approve=security.auto_approve,
+            approvers=frozenset(security.approvers),
+            timeout_s=security.approval_timeout_s,
+            requester_may_approve_critical=security.requester_may_approve_critical,
+        )
 
 
 @dataclass(frozen=True)
@@ -245,6 +256,30 @@ class ApprovalService:
             data={"status": status.value, "error": error, "result_chars": len(result or "")},
         )
 
+    async def park(self, action_id: str) -> bool:
+        """A running chat turn waits for its tool calls' approvals (running -> pending)."""
+        moved = await self._repo.move_action(
+            action_id,
+            from_states=[ActionStatus.RUNNING],
+            to=ActionStatus.PENDING_APPROVAL,
+            now=self._clock(),
+        )
+        if moved:
+            await self._audit.append("action.waiting", action_id=action_id)
+        return moved
+
+    async def resume(self, action_id: str) -> bool:
+        """Take a parked chat turn back up, at most once (pending -> running)."""
+        moved = await self._repo.move_action(
+            action_id,
+            from_states=[ActionStatus.PENDING_APPROVAL],
+            to=ActionStatus.RUNNING,
+            now=self._clock(),
+        )
+        if moved:
+            await self._audit.append("action.resumed", action_id=action_id)
+        return moved
+
     async def expire_due(self) -> list[Approval]:
         """Expire overdue approvals (their actions count as rejected)."""
         expired = await self._repo.expire_due(now=self._clock())
@@ -277,6 +312,10 @@ class ApprovalService:
         if approval is None:
             raise NotFound(f"no approval with id {approval_id!r}")
         return approval
+
+    async def approval_of(self, action_id: str) -> Approval | None:
+        """The approval an action waits or waited for; None for auto-approved actions."""
+        return await self._repo.approval_for_action(action_id)
 
     async def list_approvals(
         self, statuses: list[ApprovalStatus], limit: int = 100

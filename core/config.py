@@ -207,6 +207,52 @@ class SecuritySection(Section):
         return approvers
 
 
+class AccessSection(Section):
+    """``[access]``: who may talk to the assistant, and how often.
+
+    ``allow`` and ``deny`` name identities (``platform:user_id``); an empty ``allow``
+    lets everyone in (each channel's own ``allow`` list still applies). The rate limit is
+    a token bucket per identity: ``rate_per_minute`` messages a minute on average, bursts
+    of up to ``burst``; 0 switches it off.
+    """
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    rate_per_minute: int = Field(default=20, ge=0, le=100_000)
+    burst: int = Field(default=5, ge=1, le=10_000)
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _identities(cls, identities: tuple[str, ...]) -> tuple[str, ...]:
+        for item in identities:
+            if not _IDENTITY.match(item):
+                raise ValueError(
+                    f"{item!r} is not of the form 'platform:user_id' (for example 'slack:U0123ABC')"
+                )
+        return identities
+
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Switchboard, a helpful assistant in a team chat. Answer briefly and "
+    "accurately. Use a tool only when it helps answer the request."
+)
+
+
+class AssistantSection(Section):
+    """``[assistant]``: how the orchestrator talks to the model.
+
+    ``history_tokens`` is the budget (estimated tokens) for the conversation history sent
+    with each request, the newest messages first; ``max_tool_rounds`` bounds how many times
+    one message may go back to the model with tool results.
+    """
+
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    history_tokens: int = Field(default=8_000, ge=256, le=2_000_000)
+    max_reply_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_tool_rounds: int = Field(default=5, ge=0, le=50)
+    max_message_chars: int = Field(default=32_000, ge=1, le=1_000_000)
+
+
 class ProviderSection(Section):
     """``[providers.NAME]``: one configured LLM."""
 
@@ -347,6 +393,8 @@ class GatewayConfig(Section):
     gateway: GatewaySection = GatewaySection()
     storage: StorageSection = StorageSection()
     security: SecuritySection = SecuritySection()
+    access: AccessSection = AccessSection()
+    assistant: AssistantSection = AssistantSection()
     providers: dict[str, ProviderSection] = Field(default_factory=dict)
     routing: RoutingSection = RoutingSection()
     channels: ChannelsSection = ChannelsSection()

@@ -16,6 +16,7 @@ from core.types import (
     SecurityLevel,
     StreamEvent,
     ToolContext,
+    TurnResult,
 )
 
 
@@ -143,4 +144,12 @@ class NotesStore(Protocol):
         self, *, conversation: str, query: str | None = None, limit: int = 10
     ) -> list[Note]:
         """Newest first; with ``query``, only notes containing every word of it (any case)."""
+        ...
+
+
+class ReplySink(Protocol):
+    """Where a turn that finishes later (after an approval) is delivered: a channel's glue."""
+
+    async def deliver(self, result: TurnResult) -> None:
+        """Send the reply, and ask for any approvals it lists, in the result's conversation."""
         ...

@@ -275,3 +275,45 @@ class Approval(Frozen):
     created_at: datetime
     expires_at: datetime
     decided_at: datetime | None = None
+
+
+class PendingApproval(Frozen):
+    """An approval a turn is waiting for: what would run, and until when it may be decided."""
+
+    id: str
+    action_id: str
+    tool: str
+    level: SecurityLevel
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    expires_at: datetime
+
+
+TurnStatus = Literal[
+    "answered",  # the model answered
+    "awaiting_approval",  # a tool call waits for a human; the reply says so
+    "command",  # a chat command (/help, /reset ...) answered without the model
+    "duplicate",  # this (platform, message id) was handled before: nothing was done
+    "ignored",  # a bot's own or another bot's message
+    "denied",  # the access policy refused the sender
+    "rate_limited",  # the sender's rate limit is exhausted
+    "blocked",  # the injection screen blocked the message
+    "too_long",  # the message is over [assistant] max_message_chars
+    "failed",  # no provider could answer; the reply says what to do
+]
+
+
+class TurnResult(Frozen):
+    """What one inbound message (or a resumed turn) came to, for the channel to render."""
+
+    status: TurnStatus
+    conversation: ConversationKey
+    reply: str
+    in_reply_to: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    action_id: str | None = None
+    pending_approvals: tuple[PendingApproval, ...] = ()
+    screen: ScreenVerdict | None = None
+    usage: Usage = Usage()
+    finish_reason: FinishReason | None = None
+    retry_after_s: float | None = None

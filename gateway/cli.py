@@ -11,7 +11,9 @@ from pathlib import Path
 
 from core.config import secret_refs
 from gateway import __version__
+from gateway.cli_approvals import add_approval_commands
 from gateway.cli_audit import add_audit_commands
+from gateway.cli_chat import add_chat_command
 from gateway.cli_providers import add_provider_commands
 from gateway.cli_support import EXIT_FAILED, EXIT_OK, fail, run_command
 from gateway.cli_vault import add_vault_commands
@@ -61,9 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="override [gateway] port")
     run.set_defaults(handler=cmd_run)
 
+    add_chat_command(commands, common)
     add_vault_commands(commands, common)
     add_audit_commands(commands, common)
     add_provider_commands(commands, common)
+    add_approval_commands(commands, common)
     return parser
 
 

@@ -12,7 +12,7 @@ import hashlib
 import logging
 from pathlib import Path
 
-from core.errors import ConfigErrors, SwitchboardError
+from core.errors import ConfigErrors, StorageError, SwitchboardError
 from gateway.config_loader import LoadedConfig, parse_config, read_config_text
 from gateway.runtime import Runtime
 from gateway.secrets import resolve_secrets
@@ -69,6 +69,7 @@ class ConfigWatcher:
             for line in lines:
                 log.error("event=config_rejected path=%s problem=%r", self._path, line)
             log.error("event=config_kept generation=%d", holder.generation)
+            await self._audit_rejected(lines)
             return False
         if new is None:  # same content as the config in force (touched, or edited back)
             holder.errors = ()
@@ -77,6 +78,20 @@ class ConfigWatcher:
         await holder.apply(new)
         log.info("event=config_applied path=%s generation=%d", self._path, holder.generation)
         return True
+
+    async def _audit_rejected(self, problems: list[str]) -> None:
+        try:
+            await self._runtime.audit.append(
+                "config.rejected",
+                actor="gateway:reload",
+                data={
+                    "path": str(self._path),
+                    "problems": problems[:20],
+                    "kept_generation": self._runtime.holder.generation,
+                },
+            )
+        except StorageError as exc:
+            log.error("event=audit_failed kind=config.rejected problem=%r", exc.message)
 
     async def _load(self) -> LoadedConfig | None:
         """The edited config, fully validated with its secrets resolved; None if unchanged."""

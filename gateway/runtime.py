@@ -7,12 +7,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from core.approvals import ApprovalService
 from core.errors import ConfigError, ConfigErrors, SecretError, StorageError
+from core.orchestrator import Orchestrator
 from core.providers.manager import ProviderManager
 from core.security.audit import AuditLog
 from core.security.vault import Vault
 from core.storage import Database, ProviderRepository, VaultRepository
 from core.storage.audit_repo import AuditRepository
+from gateway.assistant import Assistant
 from gateway.config_loader import LoadedConfig
 from gateway.provider_directory import ProviderDirectory
 from gateway.redaction import SecretRedactor
@@ -73,7 +76,14 @@ class Runtime:
         self.redactor = redactor
         self.providers = providers
         self.audit = audit
+        self.assistant = Assistant(
+            config=lambda: self.holder.current.config,
+            db=db,
+            manager=lambda: self.providers.manager,
+            audit=audit,
+        )
         holder.subscribe(providers.on_config_change)
+        holder.subscribe(self.assistant.on_config_change)
         holder.subscribe(self._audit_config_applied)
 
     async def _audit_config_applied(self, _: LoadedConfig, new: LoadedConfig) -> None:
@@ -96,6 +106,16 @@ class Runtime:
                 self.holder.generation,
                 exc.message,
             )
+
+    @property
+    def orchestrator(self) -> Orchestrator:
+        """The orchestrator every front door hands messages to."""
+        return self.assistant.orchestrator
+
+    @property
+    def approvals(self) -> ApprovalService:
+        """Actions and their approvals."""
+        return self.assistant.approvals
 
     @property
     def manager(self) -> ProviderManager:
@@ -147,7 +167,8 @@ class Runtime:
         )
 
     async def close(self) -> None:
-        """Close the providers' connections and the database."""
+        """Close the providers' and tools' connections and the database."""
+        await self.assistant.close()
         await self.providers.manager.close()
         await self.db.close()
 

@@ -13,7 +13,7 @@ import gateway
 from gateway.api.auth import AdminTokenMiddleware
 from gateway.api.errors import install_error_handlers
 from gateway.api.fast_body import install_body_components
-from gateway.api.routes import audit, chat_multi, health, providers, status
+from gateway.api.routes import approvals, audit, chat, chat_multi, health, providers, status
 from gateway.api.routes import config as config_routes
 from gateway.config_loader import LoadedConfig
 from gateway.redaction import SecretRedactor
@@ -49,6 +49,13 @@ def build_app(
         watcher = ConfigWatcher(rt)
         app.state.config_watcher = watcher
         supervisor.start("config-watcher", watcher.run)
+        interrupted = await rt.approvals.recover_interrupted()
+        if interrupted:
+            log.warning(
+                "event=actions_interrupted count=%d detail='failed, not run again'",
+                len(interrupted),
+            )
+        supervisor.start("approval-sweeper", rt.orchestrator.run_sweeper)
         if rt.config.config.gateway.admin_token is None:
             log.warning("event=no_admin_token detail='the API is open to every local user'")
         try:
@@ -88,4 +95,6 @@ def build_app(
     app.include_router(config_routes.router)
     app.include_router(providers.router)
     app.include_router(audit.router)
+    app.include_router(chat.router)
+    app.include_router(approvals.router)
     return app

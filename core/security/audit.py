@@ -27,7 +27,9 @@ Secrets never enter a record: before hashing, ``actor`` and every string in ``da
 (keys too, recursively) pass through ``redact`` (the gateway passes the redactor that
 knows every resolved secret), and the value of any key that names a secret
 (``api_key``, ``token``, ``password``, ``secret``, ``authorization``, ``passphrase``,
-anywhere in the key, any case) is replaced by ``[redacted]``.
+anywhere in the key, any case) is replaced by ``[redacted]``. Token *counts*
+(``input_tokens``, ``output_tokens``, ``max_tokens``..., listed in ``TOKEN_COUNT_KEYS``)
+are usage figures, not credentials, and stay readable.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ __all__ = ["GENESIS_HASH", "AuditLog", "AuditRecord", "AuditVerdict", "record_ha
 MASK = "[redacted]"
 # Substrings of a data key whose value is masked whatever it is (a nested object too).
 SECRET_KEY_PARTS = ("api_key", "token", "password", "secret", "authorization", "passphrase")
+# Usage figures whose names happen to contain "token"; "access_tokens" still masks.
+TOKEN_COUNT_KEYS = frozenset(
+    {"tokens", "input_tokens", "output_tokens", "total_tokens", "max_tokens"}
+    | {"prompt_tokens", "completion_tokens"}
+)
 # Column widths of audit_log; PostgreSQL would refuse longer values mid-transaction.
 _MAX_KIND, _MAX_ACTOR, _MAX_CONVERSATION, _MAX_ACTION_ID = 64, 256, 512, 64
 
@@ -130,6 +137,8 @@ def record_json(record: AuditRecord) -> dict[str, Any]:
 
 def _is_secret_key(key: str) -> bool:
     folded = key.lower().replace("-", "_")
+    if folded in TOKEN_COUNT_KEYS:
+        return False
     return any(part in folded for part in SECRET_KEY_PARTS)
 
 

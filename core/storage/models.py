@@ -12,11 +12,13 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -186,3 +188,65 @@ class ApprovalRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConversationRow(Base):
+    """One conversation: where it lives and its /provider and /model overrides."""
+
+    __tablename__ = "conversations"
+
+    # str(ConversationKey); the parts are kept too, so the key can be rebuilt exactly.
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(64))
+    chat: Mapped[str] = mapped_column(String(256))
+    thread: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    model: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ConversationMessageRow(Base):
+    """One message of a conversation's history, in insertion (id) order."""
+
+    __tablename__ = "conversation_messages"
+    __table_args__ = (
+        # Serves "the newest N of a conversation" and the foreign key's cascade alike, so
+        # no separate single-column index on conversation.
+        Index("ix_conversation_messages_conversation_id", "conversation", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    conversation: Mapped[str] = mapped_column(
+        String(512), ForeignKey("conversations.key", ondelete="CASCADE")
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text())
+    # JSON list of {"id", "name", "arguments"}; NULL when the message calls no tool.
+    tool_calls: Mapped[str | None] = mapped_column(Text(), nullable=True)
+    tool_call_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    action_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    tokens: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class InboundMessageRow(Base):
+    """The dedupe ledger: one row per platform message ever accepted, with its outcome."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        # Named explicitly: the convention names a unique constraint after its first column.
+        UniqueConstraint("platform", "message_id", name="uq_inbound_messages_platform_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(256))
+    conversation: Mapped[str] = mapped_column(String(512))
+    sender: Mapped[str] = mapped_column(String(256))
+    # The InboundMessage as JSON, so an unhandled one can be replayed after a restart.
+    payload: Mapped[str] = mapped_column(Text())
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

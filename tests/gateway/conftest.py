@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -36,9 +37,9 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-async def api(workspace: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on the app built from the workspace, with the admin token set."""
+@asynccontextmanager
+async def app_client(workspace: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app built from the workspace (lifespan run), admin token set."""
     app = build_app(load_config(workspace), redactor=SecretRedactor())
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
@@ -47,3 +48,10 @@ async def api(workspace: Path) -> AsyncIterator[httpx.AsyncClient]:
             transport=transport, base_url="http://gateway", headers=headers
         ) as client:
             yield client
+
+
+@pytest.fixture
+async def api(workspace: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app built from the workspace, with the admin token set."""
+    async with app_client(workspace) as client:
+        yield client

@@ -5,22 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from gateway.cli import main
 from gateway.config_loader import load_config
-from gateway.redaction import SecretRedactor
-from gateway.wiring import build_app
 from tests.fakes import anthropic_api, ollama_api
 from tests.fakes.llm_script import CutStream, Fail, Reply, Script
 from tests.fakes.server import serve_app
-from tests.gateway.conftest import admin_token
+from tests.gateway.conftest import app_client
 
 KEY = "sk-ant-test-0123456789abcdef"
 
@@ -63,21 +59,9 @@ default_model = "fake-small"
         yield Fakes(claude, local)
 
 
-@asynccontextmanager
-async def gateway(workspace: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(load_config(workspace), redactor=SecretRedactor())
-    async with LifespanManager(app) as manager:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url="http://gateway",
-            headers={"Authorization": f"Bearer {admin_token(workspace)}"},
-        ) as client:
-            yield client
-
-
 @pytest.fixture
 async def gw(fakes: Fakes, workspace: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with gateway(workspace) as client:
+    async with app_client(workspace) as client:
         yield client
 
 
@@ -285,7 +269,7 @@ async def test_register_stores_the_key_in_the_vault_and_survives_restart(
     fakes: Fakes, workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     claude_url = load_config(workspace).config.providers["claude"].base_url
-    async with gateway(workspace) as gw:
+    async with app_client(workspace) as gw:
         response = await gw.post(
             "/api/providers/register",
             json={
@@ -315,7 +299,7 @@ async def test_register_stores_the_key_in_the_vault_and_survives_restart(
     capsys.readouterr()
     assert await asyncio.to_thread(main, ["vault", "list", "--config", str(workspace)]) == 0
     assert "provider.second.api_key" in capsys.readouterr().out
-    async with gateway(workspace) as gw:
+    async with app_client(workspace) as gw:
         names = [v["name"] for v in (await gw.get("/api/providers")).json()]
         assert "second" in names
 
@@ -336,10 +320,10 @@ async def test_the_default_can_be_changed_and_persists_until_the_file_changes_it
     fakes: Fakes, workspace: Path
 ) -> None:
     body = {"messages": [{"role": "user", "content": "hi"}]}
-    async with gateway(workspace) as gw:
+    async with app_client(workspace) as gw:
         assert (await gw.post("/api/providers/local/default")).json() == {"default": "local"}
         assert (await gw.post("/api/chat/multi", json=body)).json()["provider"] == "local"
-    async with gateway(workspace) as gw:
+    async with app_client(workspace) as gw:
         assert (await gw.post("/api/chat/multi", json=body)).json()["provider"] == "local"
         # The operator names another default in the file: that newer intent wins.
         text = workspace.read_text().replace("default = true\n", "")

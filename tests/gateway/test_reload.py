@@ -55,6 +55,10 @@ async def test_an_invalid_edit_keeps_the_last_good_config_and_is_reported(
     assert current["config"]["providers"]["echo"]["type"] == "echo"
     assert current["generation"] == 1
     assert "providers.echo.type" in caplog.text
+    rejected = (await api.get("/api/audit", params={"kind": "config.rejected"})).json()
+    (record,) = rejected["records"]
+    assert record["data"]["problems"] == config_check["errors"]
+    assert record["data"]["kept_generation"] == 1
 
     edit(workspace, 'type = "ech"', 'type = "echo"')
     await wait_for("/readyz", api, lambda b: b["status"] == "ok")
@@ -88,3 +92,15 @@ async def test_a_deleted_file_keeps_the_config_running(
     assert reloaded["applied"] is False
     assert "no config file here" in reloaded["errors"][0]
     assert (await api.get("/api/status")).status_code == 200
+
+
+async def test_tools_follow_config_edits(api: httpx.AsyncClient, workspace: Path) -> None:
+    status = (await api.get("/api/status")).json()
+    assert status["tools"] == {"current_time": "low"}
+    with workspace.open("a") as file:
+        file.write('\n[tools.shell]\nenabled = true\nallow = ["uptime"]\n')
+    await wait_for(
+        "/api/status", api, lambda b: b["tools"] == {"current_time": "low", "shell": "critical"}
+    )
+    edit(workspace, "# low\nenabled = true", "# low\nenabled = false")
+    await wait_for("/api/status", api, lambda b: b["tools"] == {"shell": "critical"})

@@ -12,7 +12,7 @@ from gateway.api.deps import RuntimeDep
 router = APIRouter(prefix="/api", tags=["status"])
 
 
-@router.get("/status", summary="Version, config generation, providers and vault state")
+@router.get("/status", summary="Version, config, providers, tools and vault state")
 async def status(runtime: RuntimeDep) -> dict[str, Any]:
     """A summary without any secret: names and types only."""
     config = runtime.config.config
@@ -27,4 +27,12 @@ async def status(runtime: RuntimeDep) -> dict[str, Any]:
         "default_provider": config.default_provider,
         "providers": {name: p.type for name, p in config.providers.items()},
         "vault": {"enabled": runtime.vault is not None},
+        "tools": {
+            name: runtime.assistant.tools.level_of(name).value
+            for name in runtime.assistant.tools.names
+        },
+        "security": {
+            "auto_approve": config.security.auto_approve.value,
+            "approvers": len(config.security.approvers),
+        },
     }

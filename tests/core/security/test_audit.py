@@ -204,6 +204,8 @@ async def test_secrets_never_reach_the_stored_row(migrated_db: Database) -> None
             "note": f"the key is {SECRET}",
             "values": [SECRET, 1, None],
             "GitHub-Token": {"nested": "also hidden"},
+            "access_tokens": ["hidden-too"],
+            "usage": {"input_tokens": 12, "output_tokens": 3},
         },
     )
     assert record.data == {
@@ -212,11 +214,13 @@ async def test_secrets_never_reach_the_stored_row(migrated_db: Database) -> None
         "note": "the key is [redacted]",
         "values": ["[redacted]", 1, None],
         "GitHub-Token": "[redacted]",
+        "access_tokens": "[redacted]",
+        "usage": {"input_tokens": 12, "output_tokens": 3},
     }
     async with migrated_db.session() as session:
         rows = (await session.execute(text("SELECT * FROM audit_log"))).all()
     stored = " ".join(str(value) for row in rows for value in row)
-    for leaked in (SECRET, "plain-key-not-known", "Bearer abcdef", "also hidden"):
+    for leaked in (SECRET, "plain-key-not-known", "Bearer abcdef", "also hidden", "hidden-too"):
         assert leaked not in stored
     assert (await log.verify()).ok
 
