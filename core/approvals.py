@@ -113,12 +113,17 @@ class ApprovalService:
         payload: Mapping[str, Any],
         conversation: ConversationKey | None,
         requester: str | None,
+        preapproved: bool = False,
     ) -> Requested:
-        """Persist an action; above the auto-approve level it waits for an approval."""
+        """Persist an action; above the auto-approve level it waits for an approval.
+
+        ``preapproved`` is for the operator's own changes (CLI, admin API): the operator is
+        the approver, so nothing waits, but the action is still in the ledger with its level.
+        """
         policy = self._policy()
         now = self._clock()
         text, digest = payload_digest(payload)
-        auto = level.at_most(policy.auto_approve)
+        auto = preapproved or level.at_most(policy.auto_approve)
         action = Action(
             id=uuid.uuid4().hex,
             kind=kind,
@@ -157,6 +162,23 @@ class ApprovalService:
             },
         )
         return Requested(action=action, approval=approval)
+
+    async def begin_operator_action(
+        self, *, level: SecurityLevel, payload: Mapping[str, Any], actor: str
+    ) -> str:
+        """An admin change by the operator, persisted and running; ``finish`` it after."""
+        if not actor.startswith(OPERATOR_PREFIX):
+            raise PermissionDenied(f"{actor} is not the operator")
+        requested = await self.request(
+            kind=ActionKind.ADMIN,
+            level=level,
+            payload=payload,
+            conversation=None,
+            requester=actor,
+            preapproved=True,
+        )
+        await self.claim(requested.action.id)
+        return requested.action.id
 
     async def decide(self, approval_id: str, *, approve: bool, decider: str) -> Approval:
         """Record one decision; raises NotFound, PermissionDenied or ApprovalConflict."""

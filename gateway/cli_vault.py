@@ -11,9 +11,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from core.approvals import ApprovalPolicy, ApprovalService
 from core.security.audit import AuditLog
 from core.security.vault import Vault
+from core.storage.action_repo import ActionRepository
 from core.storage.audit_repo import AuditRepository
+from core.types import SecurityLevel
+from gateway.admin_actions import operator_action
 from gateway.cli_support import EXIT_BAD_CONFIG, EXIT_FAILED, EXIT_OK, fail, run_command
 from gateway.config_loader import LoadedConfig, config_path, load_config
 from gateway.redaction import SecretRedactor
@@ -58,8 +62,13 @@ def _read_stdin_value(prompt: str) -> str:
 
 
 VaultWork = Callable[[Vault, LoadedConfig, AuditLog], Awaitable[int]]
+# Changes of the vault are admin actions of the highest level in the action ledger too.
+VAULT_LEVEL = SecurityLevel.CRITICAL
 # Who the audit log names for vault commands: whoever runs the CLI on this host.
 CLI_ACTOR = "operator:cli"
+
+
+_CHANGES = frozenset({"set", "delete", "rotate"})
 
 
 def _with_vault(args: argparse.Namespace, work: VaultWork) -> int:
@@ -83,7 +92,22 @@ async def _open_and_run(args: argparse.Namespace, work: VaultWork) -> int:
             return fail("security.vault_key: not set", EXIT_BAD_CONFIG)
         # The redactor knows the passphrase by now, so it can never reach a record.
         audit = AuditLog(AuditRepository(db), redact=redactor.redact)
-        return await work(vault, loaded, audit)
+        approvals = ApprovalService(
+            ActionRepository(db),
+            policy=lambda: ApprovalPolicy.from_section(loaded.config.security),
+            audit=audit,
+        )
+        if args.vault_command not in _CHANGES:
+            return await work(vault, loaded, audit)
+        details = {"name": getattr(args, "name", None)}
+        async with operator_action(
+            approvals,
+            f"vault.{args.vault_command}",
+            level=VAULT_LEVEL,
+            actor=CLI_ACTOR,
+            details=details,
+        ):
+            return await work(vault, loaded, audit)
     finally:
         await db.close()
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from core.approvals import ApprovalService
+from core.config import secret_refs
 from core.errors import ConfigError, ConfigErrors, SecretError, StorageError
 from core.orchestrator import Orchestrator
 from core.providers.manager import ProviderManager
@@ -96,6 +97,7 @@ class Runtime:
                     "generation": self.holder.generation,
                     "path": str(new.path),
                     "digest": new.digest,
+                    "vault_reads": vault_names(new),
                 },
             )
         except StorageError as exc:
@@ -157,13 +159,17 @@ class Runtime:
             await manager.close()
             await db.close()
             raise
+        audit = AuditLog(AuditRepository(db), redact=redactor.redact)
+        names = vault_names(loaded)
+        if names:
+            await audit.append("vault.read", actor="gateway:startup", data={"names": names})
         return cls(
             holder=ConfigHolder(current=loaded),
             db=db,
             vault=vault,
             redactor=redactor,
             providers=providers,
-            audit=AuditLog(AuditRepository(db), redact=redactor.redact),
+            audit=audit,
         )
 
     async def close(self) -> None:
@@ -171,6 +177,11 @@ class Runtime:
         await self.assistant.close()
         await self.providers.manager.close()
         await self.db.close()
+
+
+def vault_names(loaded: LoadedConfig) -> list[str]:
+    """The vault entries the config's ``vault:`` references read (names only)."""
+    return sorted({ref.target for _, ref in secret_refs(loaded.config) if ref.scheme == "vault"})
 
 
 async def connect_database(

@@ -235,7 +235,9 @@ async def test_streaming_hands_each_delta_to_the_caller(rig: Rig) -> None:
 async def test_one_conversation_in_order_others_concurrently(rig: Rig) -> None:
     rig.script.push(Reply(text="slow answer", delay_s=0.4))
     slow = asyncio.create_task(rig.orchestrator.handle(rig.message("first", chat="A")))
-    while not rig.script.chat_requests:  # A's request took the slow step; others answer at once
+    for _ in range(500):  # until A's request has taken the slow step; others answer at once
+        if rig.script.chat_requests:
+            break
         await asyncio.sleep(0.01)
     queued = asyncio.create_task(rig.orchestrator.handle(rig.message("second", chat="A")))
     other = asyncio.create_task(rig.orchestrator.handle(rig.message("elsewhere", chat="B")))

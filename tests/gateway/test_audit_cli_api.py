@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -19,6 +20,7 @@ from core.storage import Database
 from core.storage.audit_repo import AuditRepository
 from gateway.cli import main
 from gateway.config_loader import load_config
+from tests.gateway.conftest import app_client
 
 VALUE = "sk-proj-very-secret-value-42"
 
@@ -58,15 +60,25 @@ def test_vault_actions_are_audited_without_the_value(
     assert vault(["delete", "openai"], workspace, monkeypatch) == 0
     assert vault(["get", "openai"], workspace, monkeypatch) == 1  # a failure leaves no record
 
-    records = tail_json(workspace, capsys)
-    assert [(r["seq"], r["kind"], r["actor"]) for r in records] == [
-        (1, "vault.set", "operator:cli"),
-        (2, "vault.get", "operator:cli"),
-        (3, "vault.rotate", "operator:cli"),
-        (4, "vault.delete", "operator:cli"),
+    everything = tail_json(workspace, capsys)
+    records = [r for r in everything if r["kind"].startswith("vault.")]
+    assert [(r["kind"], r["actor"]) for r in records] == [
+        ("vault.set", "operator:cli"),
+        ("vault.get", "operator:cli"),
+        ("vault.rotate", "operator:cli"),
+        ("vault.delete", "operator:cli"),
     ]
+    assert [r["seq"] for r in everything] == list(range(1, len(everything) + 1))
     assert records[0]["data"] == {"name": "openai"}
     assert records[2]["data"] == {"reencrypted": 1, "new_vault_key": False}
+    # Changes (not reads) are admin actions in the ledger too, at the critical level.
+    actions = sql(workspace, "SELECT kind, level, status, payload FROM actions ORDER BY created_at")
+    assert [(a[0], a[1], a[2]) for a in actions] == [("admin", "critical", "succeeded")] * 3
+    assert [json.loads(a[3])["change"] for a in actions] == [
+        "vault.set",
+        "vault.rotate",
+        "vault.delete",
+    ]
     rows = sql(workspace, "SELECT * FROM audit_log")
     assert VALUE not in repr(rows)
     passphrase = (workspace.parent / "data" / "vault.key").read_text().strip()
@@ -83,7 +95,8 @@ def test_verify_is_ok_then_names_the_first_bad_seq(
         assert vault(["set", name], workspace, monkeypatch, f"value-of-{name}") == 0
     capsys.readouterr()
     assert main(["audit", "verify", *cfg]) == 0
-    assert capsys.readouterr().out.strip() == "ok: 3 records"
+    # Each set is an admin action: requested, running, vault.set, finished.
+    assert capsys.readouterr().out.strip() == "ok: 12 records"
 
     sql(workspace, """UPDATE audit_log SET data = '{"name":"z"}' WHERE seq = 2""")
     assert main(["audit", "verify", *cfg]) == 1
@@ -93,7 +106,7 @@ def test_verify_is_ok_then_names_the_first_bad_seq(
     assert main(["audit", "verify", "--json", *cfg]) == 1
     assert json.loads(capsys.readouterr().out) == {
         "ok": False,
-        "count": 3,
+        "count": 12,
         "first_bad_seq": 2,
         "problem": "hash does not match its contents",
     }
@@ -108,16 +121,17 @@ def test_tail_prints_one_line_per_record(
 ) -> None:
     for name in ("first", "second", "third"):
         assert vault(["set", name], workspace, monkeypatch, "some-value") == 0
+    assert vault(["get", "third"], workspace, monkeypatch) == 0  # one record, the 13th
     capsys.readouterr()
     assert main(["audit", "tail", "-n", "2", "--config", str(workspace)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
     pattern = (
-        r"3 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 vault\.set operator:cli - - "
+        r"13 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00 vault\.get operator:cli - - "
         r'\{"name":"third"\}'
     )
     assert re.fullmatch(pattern, lines[1]), lines[1]
-    assert lines[0].startswith("2 ")
+    assert lines[0].startswith("12 ") and "action.finished" in lines[0]
     assert main(["audit", "tail", "-n", "0", "--config", str(workspace)]) == 2
 
 
@@ -206,5 +220,20 @@ async def test_a_config_reload_is_audited(api: httpx.AsyncClient, workspace: Pat
         "generation": 2,
         "path": str(workspace),
         "digest": hashlib.sha256(text.encode()).hexdigest(),
+        "vault_reads": [],
     }
     assert (await api.get("/api/audit/verify")).json()["ok"] is True
+
+
+async def test_the_gateway_records_which_vault_entries_it_reads(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = workspace.read_text() + '\n[providers.o]\ntype = "openai"\napi_key = "vault:openai"\n'
+    workspace.write_text(text)
+    assert await asyncio.to_thread(vault, ["set", "openai"], workspace, monkeypatch, VALUE) == 0
+    async with app_client(workspace) as api:
+        page = (await api.get("/api/audit", params={"kind": "vault.read"})).json()
+    (record,) = page["records"]
+    assert record["actor"] == "gateway:startup"
+    assert record["data"] == {"names": ["openai"]}
+    assert VALUE not in json.dumps(page)

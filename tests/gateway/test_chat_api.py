@@ -181,11 +181,13 @@ async def test_cli_approval_is_carried_out_by_the_running_gateway(
     code = await asyncio.to_thread(main, ["approvals", "approve", approval_id, "--config", config])
     assert code == 0
     assert f"{approval_id}: approved by operator:cli" in capsys.readouterr().out
-    for _ in range(100):  # the gateway's sweeper picks it up within about a second
+    for _ in range(400):  # the gateway's sweeper picks it up within about a second
         actions = (await gw.get("/api/actions", params={"status": "succeeded"})).json()
         if any(a["kind"] == "tool_call" for a in actions):
             break
         await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the approved action did not run within 20 s")
     shell = [a for a in actions if a["kind"] == "tool_call"]
     assert len(shell) == 1 and "via-cli" in shell[0]["result"]
     again = await asyncio.to_thread(main, ["approvals", "reject", approval_id, "--config", config])

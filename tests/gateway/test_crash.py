@@ -43,13 +43,15 @@ async def gateway(config: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Proces
         base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=20
     ) as client:
         try:
-            for _ in range(200):
+            for _ in range(400):
                 assert process.returncode is None, "the gateway exited during start-up"
                 try:
                     if (await client.get("/healthz")).status_code == 200:
                         break
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the gateway did not start within 20 s")
             yield client, process
         finally:
             if process.returncode is None:
@@ -105,7 +107,7 @@ async def test_an_action_killed_while_running_is_never_run_again(
     async with gateway(workspace) as (client, process):
         pending = await shell_approval(client, script, "sleep", ORPHAN_SECONDS)
         approving = asyncio.create_task(client.post(f"/api/approvals/{pending['id']}/approve"))
-        for _ in range(200):
+        for _ in range(400):
             running = (await client.get("/api/actions", params={"status": "running"})).json()
             if any(a["kind"] == "tool_call" for a in running):
                 break
@@ -119,10 +121,12 @@ async def test_an_action_killed_while_running_is_never_run_again(
         action = (await client.get("/api/actions", params={"status": "failed"})).json()
         tool = [a for a in action if a["kind"] == "tool_call"]
         assert len(tool) == 1 and "interrupted by a restart" in tool[0]["error"]
-        for _ in range(100):  # the sweeper tells the model, which answers
+        for _ in range(400):  # the sweeper tells the model, which answers
             if len(script.chat_requests) == 2:
                 break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"the turn was not resumed: {script.chat_requests}")
         tool_text = [t for r, t in script.chat_requests[-1].messages if r == "tool"][0]
         assert "interrupted by a restart" in tool_text
         records = (await client.get("/api/audit", params={"kind": "action.running"})).json()

@@ -293,6 +293,15 @@ async def test_register_stores_the_key_in_the_vault_and_survives_restart(
             json={"name": "second", "type": "ollama", "base_url": "http://127.0.0.1:1"},
         )
         assert again.status_code == 409
+        ledger = (await gw.get("/api/actions", params={"level": "high"})).json()
+        assert [(a["kind"], a["status"]) for a in ledger] == [
+            ("admin", "failed"),
+            ("admin", "succeeded"),
+        ]
+        assert ledger[1]["payload"]["change"] == "provider.register"
+        assert ledger[1]["requester"] == "operator:api"
+        assert "already exists" in ledger[0]["error"]
+        assert KEY not in json.dumps(ledger)
     database = (workspace.parent / "data" / "switchboard.db").read_bytes()
     wal = workspace.parent / "data" / "switchboard.db-wal"
     assert KEY.encode() not in database + (wal.read_bytes() if wal.exists() else b"")

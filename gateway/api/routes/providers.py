@@ -7,7 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field, SecretStr
 
+from core.types import SecurityLevel
+from gateway.admin_actions import operator_action
 from gateway.api.deps import RuntimeDep
+from gateway.api.routes.approvals import API_OPERATOR
 from gateway.provider_directory import Registration
 from gateway.provider_views import health_view, model_listing, provider_views
 
@@ -79,15 +82,29 @@ async def register_provider(
     body: Annotated[RegisterBody, Body()], runtime: RuntimeDep
 ) -> ProviderView:
     """Persisted across restarts; the API key is stored encrypted in the vault."""
-    await runtime.providers.register(
-        Registration(
-            name=body.name,
-            type=body.type,
-            base_url=body.base_url,
-            api_key=body.api_key.get_secret_value() if body.api_key else None,
-            default_model=body.default_model,
+    details = {
+        "name": body.name,
+        "type": body.type,
+        "base_url": body.base_url,
+        "default_model": body.default_model,
+        "api_key": "[stored in the vault]" if body.api_key else None,
+    }
+    async with operator_action(
+        runtime.approvals,
+        "provider.register",
+        level=SecurityLevel.HIGH,
+        actor=API_OPERATOR,
+        details=details,
+    ):
+        await runtime.providers.register(
+            Registration(
+                name=body.name,
+                type=body.type,
+                base_url=body.base_url,
+                api_key=body.api_key.get_secret_value() if body.api_key else None,
+                default_model=body.default_model,
+            )
         )
-    )
     views = await provider_views(runtime.providers, probe=False)
     return ProviderView(**next(v for v in views if v["name"] == body.name))
 
@@ -95,5 +112,13 @@ async def register_provider(
 @router.post("/{name}/default", summary="Make a provider the default")
 async def set_default(name: str, runtime: RuntimeDep) -> dict[str, str]:
     """Persisted; holds until the config file names another default."""
-    await runtime.providers.set_default(name)
+    runtime.manager.spec(name)  # 404 before anything is recorded
+    async with operator_action(
+        runtime.approvals,
+        "provider.default",
+        level=SecurityLevel.MEDIUM,
+        actor=API_OPERATOR,
+        details={"name": name},
+    ):
+        await runtime.providers.set_default(name)
     return {"default": name}
