@@ -20,22 +20,22 @@ import asyncio
 import hashlib
 import logging
 
-from core.approvals import Requested
+from core.approvals import INTERRUPTED, Requested
 from core.chat_commands import ChatCommands, parse_command
 from core.conversations import HISTORY_ROWS
 from core.keyed_locks import KeyedLocks
 from core.orchestration_parts import OrchestrationParts
+from core.parked_turns import ParkedTurns
 from core.policy import RateLimiter, Refusal, check_access
 from core.ports import ReplySink
 from core.security.injection import policy_action
 from core.storage.action_repo import StoredAction
-from core.tool_calls import ToolCalls, call_of, is_placeholder, not_run_text
+from core.tool_calls import ToolCalls
 from core.turns import DeltaHandler, Route, Turn, TurnEngine
 from core.types import (
     ActionKind,
     ActionStatus,
     Approval,
-    ApprovalStatus,
     ChatMessage,
     ConversationKey,
     InboundMessage,
@@ -46,22 +46,10 @@ from core.types import (
 
 log = logging.getLogger("switchboard.orchestrator")
 
-OPEN_STATES = frozenset(
-    {
-        ActionStatus.REQUESTED,
-        ActionStatus.PENDING_APPROVAL,
-        ActionStatus.APPROVED,
-        ActionStatus.RUNNING,
-    }
-)
 BLOCKED_TEXT = (
     "This message looks like a prompt-injection attempt ({rules}), so it was not sent to "
     "the model. If that is a mistake, rephrase it; an operator can see the verdict in the "
     "audit log."
-)
-RESUME_NOTE = (
-    "[gateway] The approvals asked for earlier were decided; each tool result above says "
-    "what happened. Tell the user the outcome."
 )
 
 
@@ -76,6 +64,9 @@ class Orchestrator:
         self._commands = ChatCommands(parts, settle=self._settle_from_command)
         self._locks = KeyedLocks()
         self._sinks: dict[str, ReplySink] = {}
+        self._parked = ParkedTurns(
+            parts, tools=self._tools, engine=self._engine, locks=self._locks, deliver=self._deliver
+        )
         self.wake = asyncio.Event()
 
     def register_sink(self, platform: str, sink: ReplySink) -> None:
@@ -116,6 +107,10 @@ class Orchestrator:
         )
         async with self._locks.hold(str(key)):
             result = await self._handle_accepted(message, route or Route(), on_delta)
+        await self._mark(message, result)
+        return result
+
+    async def _mark(self, message: InboundMessage, result: TurnResult) -> None:
         handled = result.status not in ("denied", "rate_limited", "blocked")
         await self._parts.inbox.mark(
             platform=message.platform,
@@ -123,7 +118,79 @@ class Orchestrator:
             status="handled" if handled else "dropped",
             now=self._parts.clock(),
         )
-        return result
+
+    async def recover(self) -> int:
+        """At start-up: answer the messages accepted before a crash but never handled.
+
+        A message whose turn never started is handled now; one whose turn was cut off by
+        the crash is answered from the history as it stands (tools that ran are not run
+        again); one whose turn had finished or is waiting for approvals is only marked.
+        Returns how many were answered; their answers go to the platform's sink.
+        """
+        answered = 0
+        for message in await self._parts.inbox.unhandled():
+            chat = await self._chat_action_for(message)
+            async with self._locks.hold(str(message.conversation)):
+                if chat is None:
+                    result = await self._handle_accepted(message, Route(), None)
+                elif chat.action.status is ActionStatus.FAILED and chat.error == INTERRUPTED:
+                    result = await self._rerun(message, chat)
+                else:
+                    result = None
+            if result is not None:
+                log.warning(
+                    "event=message_recovered conversation=%s message=%s",
+                    message.conversation,
+                    message.message_id,
+                )
+                await self._deliver(result)
+                answered += 1
+            await self._parts.inbox.mark(
+                platform=message.platform,
+                message_id=message.message_id,
+                status="handled",
+                now=self._parts.clock(),
+            )
+        return answered
+
+    async def _chat_action_for(self, message: InboundMessage) -> StoredAction | None:
+        for stored in await self._parts.approvals.list_actions(
+            statuses=[], levels=[], conversation=message.conversation, limit=HISTORY_ROWS
+        ):
+            payload = stored.action.payload
+            if (
+                stored.action.kind is ActionKind.CHAT
+                and payload.get("message_id") == message.message_id
+                and payload.get("platform") == message.platform
+            ):
+                return stored
+        return None
+
+    async def _rerun(self, message: InboundMessage, interrupted: StoredAction) -> TurnResult:
+        payload = interrupted.action.payload
+        route = Route(provider=payload.get("provider"), model=payload.get("model"))
+        tools_allowed = bool(payload.get("tools_allowed", True))
+        requested = await self._start_chat(message, route, tools_allowed=tools_allowed)
+        history = await self._parts.conversations.repo.recent(
+            message.conversation, limit=HISTORY_ROWS
+        )
+        if not any(m.action_id == interrupted.action.id for m in history):
+            # The crash came before the message was kept: keep it now, under the new turn.
+            await self._parts.conversations.append(
+                message.conversation,
+                [ChatMessage(role=Role.USER, content=message.text)],
+                action_id=requested.action.id,
+                now=self._parts.clock(),
+            )
+        turn = Turn(
+            key=message.conversation,
+            requester=message.sender.identity,
+            chat_action_id=requested.action.id,
+            route=route,
+            tools_allowed=tools_allowed,
+            in_reply_to=message.message_id,
+        )
+        return await self._engine.run(turn)
 
     async def _handle_accepted(
         self, message: InboundMessage, route: Route, on_delta: DeltaHandler | None
@@ -245,97 +312,11 @@ class Orchestrator:
         Returns the resumed turn's result (also delivered to the platform's sink unless
         ``deliver`` is false), or None when the turn still waits or was resumed elsewhere.
         """
-        stored = await self._parts.approvals.get_action(approval.action_id)
-        action = stored.action
-        if action.kind is not ActionKind.TOOL_CALL or action.conversation is None:
-            return None
-        if approval.status is ApprovalStatus.APPROVED:
-            text = await self._tools.execute(action.id)
-            if text is not None:
-                await self._record(action.conversation, stored, text)
-        elif approval.status in (ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED):
-            await self._record(
-                action.conversation, stored, not_run_text(approval.status, approval.decided_by)
-            )
-        else:
-            return None
-        chat_id = str(action.payload.get("chat_action_id", ""))
-        return await self._resume_if_ready(chat_id, action.conversation, deliver=deliver)
+        return await self._parked.settle(approval, deliver=deliver)
 
-    async def _record(self, key: ConversationKey, stored: StoredAction, text: str) -> None:
-        call_id, _ = call_of(stored.action.payload)
-        await self._parts.conversations.record_tool_result(
-            key, tool_call_id=call_id, content=text, now=self._parts.clock()
-        )
-
-    async def _resume_if_ready(
-        self, chat_id: str, key: ConversationKey, *, deliver: bool
-    ) -> TurnResult | None:
-        approvals = self._parts.approvals
-        chat = await approvals.get_action(chat_id)
-        if chat.action.status is not ActionStatus.PENDING_APPROVAL:
-            return None
-        calls = [
-            s
-            for s in await approvals.list_actions(
-                statuses=[], levels=[], conversation=key, limit=HISTORY_ROWS
-            )
-            if s.action.kind is ActionKind.TOOL_CALL
-            and s.action.payload.get("chat_action_id") == chat_id
-        ]
-        if not calls or any(s.action.status in OPEN_STATES for s in calls):
-            return None
-        history = await self._parts.conversations.repo.recent(key, limit=HISTORY_ROWS)
-        results = {
-            m.message.tool_call_id: m.message.content
-            for m in history
-            if m.message.role is Role.TOOL and m.message.tool_call_id
-        }
-        for stored in calls:
-            call_id, _ = call_of(stored.action.payload)
-            if is_placeholder(results.get(call_id, "")):
-                # Decided and finished, but the result never reached the history (the
-                # process died in between): write it now from the action's record.
-                await self._record(key, stored, await self._result_of(stored))
-        if not await approvals.resume(chat_id):
-            return None
-        payload = chat.action.payload
-        turn = Turn(
-            key=key,
-            requester=chat.action.requester or "",
-            chat_action_id=chat_id,
-            route=Route(provider=payload.get("provider"), model=payload.get("model")),
-            tools_allowed=bool(payload.get("tools_allowed", True)),
-        )
-        async with self._locks.hold(str(key)):
-            if not any(call_of(s.action.payload)[0] in results for s in calls):
-                await approvals.finish(chat_id, error="the conversation was reset meanwhile")
-                return None
-            latest = await self._parts.conversations.repo.recent(key, limit=1)
-            if latest and latest[-1].message.role is not Role.TOOL:
-                await self._parts.conversations.append(
-                    key,
-                    [ChatMessage(role=Role.USER, content=RESUME_NOTE)],
-                    action_id=chat_id,
-                    now=self._parts.clock(),
-                )
-            result = await self._engine.run(turn)
-        if deliver:
-            await self._deliver(result)
-        return result
-
-    async def _result_of(self, stored: StoredAction) -> str:
-        action = stored.action
-        if action.status is ActionStatus.SUCCEEDED and action.conversation is not None:
-            _, tool = call_of(action.payload)
-            return await self._tools.screened(
-                stored.result or "", tool=tool, action_id=action.id, key=action.conversation
-            )
-        if action.status is ActionStatus.FAILED:
-            return f"error: {stored.error or 'failed'}"
-        approval = await self._parts.approvals.approval_of(action.id)
-        status = approval.status if approval else ApprovalStatus.REJECTED
-        return not_run_text(status, approval.decided_by if approval else None)
+    async def sweep(self) -> int:
+        """One pass over decided, overdue and ready approvals (see ``core.parked_turns``)."""
+        return await self._parked.sweep()
 
     async def _deliver(self, result: TurnResult) -> None:
         sink = self._sinks.get(result.conversation.platform)
@@ -354,31 +335,6 @@ class Orchestrator:
                 result.conversation,
                 result.action_id,
             )
-
-    async def sweep(self) -> int:
-        """One pass: expire overdue approvals, run approved actions, resume ready turns.
-
-        Returns how many turns were resumed. Safe to run in every process at once.
-        """
-        approvals = self._parts.approvals
-        resumed = 0
-        for expired in await approvals.expire_due():
-            resumed += await self.settle(expired) is not None
-        for stored in await approvals.list_actions(
-            statuses=[ActionStatus.APPROVED], levels=[], conversation=None, limit=200
-        ):
-            approval = await approvals.approval_of(stored.action.id)
-            # Auto-approved calls are run by their own turn; only human-approved ones here.
-            if approval is not None and approval.status is ApprovalStatus.APPROVED:
-                resumed += await self.settle(approval) is not None
-        for stored in await approvals.list_actions(
-            statuses=[ActionStatus.PENDING_APPROVAL], levels=[], conversation=None, limit=500
-        ):
-            key = stored.action.conversation
-            if stored.action.kind is ActionKind.CHAT and key is not None:
-                if await self._resume_if_ready(stored.action.id, key, deliver=True) is not None:
-                    resumed += 1
-        return resumed
 
     async def run_sweeper(self, *, interval_s: float = 1.0) -> None:
         """Sweep forever: every ``interval_s`` and whenever ``wake`` is set."""

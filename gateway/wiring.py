@@ -24,6 +24,19 @@ from gateway.supervisor import Supervisor
 log = logging.getLogger("switchboard.gateway")
 
 
+async def recover(rt: Runtime) -> None:
+    """After a crash: fail what was left running, answer what was accepted but not handled.
+
+    Single-process semantics: every action still ``running`` belongs to a process that died.
+    """
+    interrupted = await rt.approvals.recover_interrupted()
+    if interrupted:
+        log.warning("event=actions_interrupted count=%d detail=not_run_again", len(interrupted))
+    answered = await rt.orchestrator.recover()
+    if answered:
+        log.warning("event=messages_recovered count=%d", answered)
+
+
 def build_app(
     loaded: LoadedConfig,
     *,
@@ -49,12 +62,7 @@ def build_app(
         watcher = ConfigWatcher(rt)
         app.state.config_watcher = watcher
         supervisor.start("config-watcher", watcher.run)
-        interrupted = await rt.approvals.recover_interrupted()
-        if interrupted:
-            log.warning(
-                "event=actions_interrupted count=%d detail='failed, not run again'",
-                len(interrupted),
-            )
+        await recover(rt)
         supervisor.start("approval-sweeper", rt.orchestrator.run_sweeper)
         if rt.config.config.gateway.admin_token is None:
             log.warning("event=no_admin_token detail='the API is open to every local user'")

@@ -9,6 +9,7 @@ import pytest
 
 from core.errors import ApprovalConflict
 from core.storage import Database
+from core.storage.inbox_repo import InboxRepository
 from core.types import ActionKind, ActionStatus, ApprovalStatus, TurnResult
 from tests.core.orchestrator_rig import APPROVER, BASE_CONFIG, Rig, running_rig
 from tests.fakes.llm_script import FakeToolCall, Reply
@@ -212,3 +213,45 @@ async def test_auto_approve_threshold_is_the_config_in_force(rig: Rig) -> None:
     assert result.status == "answered" and rig.deploy.runs == [{"service": "web", "env": "prod"}]
     actions = await rig.approvals.list_actions(statuses=[], levels=[], conversation=None)
     assert {s.action.kind for s in actions} == {ActionKind.CHAT, ActionKind.TOOL_CALL}
+
+
+async def test_a_message_accepted_before_a_crash_is_answered_after_it(rig: Rig) -> None:
+    lost = rig.message("were you listening?", message_id="lost-1")
+    inbox = InboxRepository(rig.db)
+    assert await inbox.accept(lost, now=rig.clock())  # accepted, then the process died
+    rig.restart()
+    assert await rig.orchestrator.recover() == 1
+    (answer,) = rig.sink.delivered
+    assert answer.reply == "fake[fake-small]: were you listening?"
+    assert answer.in_reply_to == "lost-1"
+    assert await inbox.status_of(platform="telegram", message_id="lost-1") == "handled"
+    assert await rig.orchestrator.recover() == 0
+    assert (await rig.orchestrator.handle(lost)).status == "duplicate"
+
+
+async def test_a_turn_cut_off_by_a_crash_is_answered_once_from_its_history(rig: Rig) -> None:
+    rig.set_config(security={**BASE_CONFIG["security"], "auto_approve": "high"})
+    rig.script.push(
+        Reply(tool_calls=(FakeToolCall("deploy", {"service": "web"}, id="c1"),)),
+        Reply(text="never seen: the process dies while this is on its way", delay_s=5),
+    )
+    message = rig.message("deploy web", message_id="cut-1")
+    turn = asyncio.create_task(rig.orchestrator.handle(message))
+    for _ in range(500):
+        if len(rig.script.chat_requests) == 2:
+            break
+        await asyncio.sleep(0.01)
+    turn.cancel()  # the process dies mid-turn: the tool ran, the answer never came
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    rig.restart()
+    await rig.approvals.recover_interrupted()
+    rig.script.steps.clear()
+    rig.script.push(Reply(text="Deployed web (after a restart)."))
+    assert await rig.orchestrator.recover() == 1
+    (answer,) = rig.sink.delivered
+    assert answer.reply == "Deployed web (after a restart)."
+    assert rig.deploy.runs == [{"service": "web"}]  # the tool did not run a second time
+    last = rig.script.chat_requests[-1].messages
+    assert [text for role, text in last if role == "user"] == ["deploy web"]
+    assert any(role == "tool" and "deployed web" in text for role, text in last)
