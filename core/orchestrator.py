@@ -176,12 +176,7 @@ class Orchestrator:
         )
         if not any(m.action_id == interrupted.action.id for m in history):
             # The crash came before the message was kept: keep it now, under the new turn.
-            await self._parts.conversations.append(
-                message.conversation,
-                [ChatMessage(role=Role.USER, content=message.text)],
-                action_id=requested.action.id,
-                now=self._parts.clock(),
-            )
+            await self._keep(message, action_id=requested.action.id)
         turn = Turn(
             key=message.conversation,
             requester=message.sender.identity,
@@ -227,12 +222,7 @@ class Orchestrator:
         # A flagged message is still answered, but without tools: nothing it says can act.
         tools_allowed = decision == "allow"
         requested = await self._start_chat(message, route, tools_allowed=tools_allowed)
-        await self._parts.conversations.append(
-            message.conversation,
-            [ChatMessage(role=Role.USER, content=message.text)],
-            action_id=requested.action.id,
-            now=self._parts.clock(),
-        )
+        await self._keep(message, action_id=requested.action.id)
         turn = Turn(
             key=message.conversation,
             requester=message.sender.identity,
@@ -243,6 +233,14 @@ class Orchestrator:
             in_reply_to=message.message_id,
         )
         return await self._engine.run(turn, on_delta=on_delta)
+
+    async def _keep(self, message: InboundMessage, *, action_id: str) -> None:
+        await self._parts.conversations.append(
+            message.conversation,
+            [ChatMessage(role=Role.USER, content=message.text)],
+            action_id=action_id,
+            now=self._parts.clock(),
+        )
 
     async def _route_for(self, key: ConversationKey, route: Route) -> Route:
         if route.provider or route.model:
