@@ -13,6 +13,7 @@ import gateway
 from gateway.api.auth import AdminTokenMiddleware
 from gateway.api.errors import install_error_handlers
 from gateway.api.fast_body import install_body_components
+from gateway.api.hot_path import HotPathMiddleware
 from gateway.api.routes import approvals, audit, chat, chat_multi, health, providers, status
 from gateway.api.routes import config as config_routes
 from gateway.config_loader import LoadedConfig
@@ -86,6 +87,10 @@ def build_app(
         # reveal() raises on an unresolved reference: a configured token never fails open.
         return ref.reveal().encode() if ref is not None else None
 
+    # Added first, so it runs inside the admin-token check (middlewares wrap outwards).
+    app.add_middleware(
+        HotPathMiddleware, runtime_source=lambda: getattr(app.state, "runtime", None)
+    )
     app.add_middleware(AdminTokenMiddleware, token_source=current_token)
     build_openapi = app.openapi
 

@@ -54,7 +54,11 @@ async def _on_http_error(_: Request, exc: StarletteHTTPException) -> JSONRespons
 
 
 async def _on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
+    return validation_error_response(list(exc.errors()))
+
+
+def validation_error_response(errors: list[Any]) -> JSONResponse:
+    """400 for a body that is not JSON, else 422 naming the first bad field."""
     if any(e.get("type") == "json_invalid" for e in errors):
         return error_response(400, "invalid_json", "the request body is not valid JSON")
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
@@ -65,6 +69,11 @@ async def _on_validation_error(_: Request, exc: RequestValidationError) -> JSONR
 
 
 async def _on_switchboard_error(_: Request, exc: SwitchboardError) -> JSONResponse:
+    return switchboard_error_response(exc)
+
+
+def switchboard_error_response(exc: SwitchboardError) -> JSONResponse:
+    """An error of ours in the error shape, with its status (and Retry-After when known)."""
     headers = None
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}

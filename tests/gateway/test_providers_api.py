@@ -223,6 +223,16 @@ async def test_chat_multi_validates_its_body(gw: httpx.AsyncClient) -> None:
     )
     assert wrong_role.status_code == 422
     assert "messages.0.role" in wrong_role.json()["error"]["message"]
+    not_json = await gw.post(
+        "/api/chat/multi", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert not_json.status_code == 400 and not_json.json()["error"]["code"] == "invalid_json"
+    anonymous = await gw.post(
+        "/api/chat/multi",
+        json={"messages": [{"role": "user", "content": "x"}]},
+        headers={"Authorization": ""},
+    )
+    assert anonymous.status_code == 401
 
 
 async def test_tools_round_trip_through_the_api(gw: httpx.AsyncClient, fakes: Fakes) -> None:
