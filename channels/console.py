@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TextIO
 
 from core.turns import Route
-from core.types import ConversationKey, InboundMessage, OutboundReply, Sender, TurnResult
+from core.types import Approval, ConversationKey, InboundMessage, OutboundReply, Sender, TurnResult
 
 PLATFORM = "console"
 ReadLine = Callable[[], Awaitable[str]]
@@ -124,6 +124,13 @@ class ConsoleChannel:
         shown = render(result)
         if shown:
             self._write(f"\n{shown}\n> ")
+
+    async def approval_closed(self, approval: Approval, conversation: ConversationKey) -> None:
+        """Say how an approval asked here ended, unless this terminal decided it."""
+        if approval.decided_by and approval.decided_by.endswith(f"console:{self._user}"):
+            return
+        who = f" by {approval.decided_by}" if approval.decided_by else ""
+        self._write(f"\napproval {approval.id}: {approval.status.value}{who}\n> ")
 
     async def send(self, reply: OutboundReply) -> str:
         """Print a reply; its id is a counter."""

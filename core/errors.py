@@ -24,6 +24,9 @@ Every error raised on purpose derives from :class:`SwitchboardError` and carries
     ├── PermissionDenied                authenticated, but not allowed (403)
     ├── RateLimited(retry_after)        too many requests (429)
     ├── ToolError(tool)                 a tool refused or failed; the message goes to the model
+    ├── DeliveryError                   a channel could not deliver an outbound message
+    │   ├── DeliveryRetry(retry_after)  try again later (rate limit, outage)
+    │   └── DeliveryRefused             refused for good (bad request, chat gone)
     └── ProviderError(provider)         an LLM provider failed
         ├── ProviderRateLimited         429: retried after Retry-After, within max_retries
         ├── ProviderOverloaded          529 / 503 overloaded: retried like a rate limit
@@ -193,6 +196,29 @@ class RateLimited(SwitchboardError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DeliveryError(SwitchboardError):
+    """A channel could not deliver an outbound message."""
+
+    code = "delivery_failed"
+    http_status = 502
+
+
+class DeliveryRetry(DeliveryError):
+    """Worth trying again later (rate limit, outage); ``retry_after`` when the platform says."""
+
+    code = "delivery_retry"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeliveryRefused(DeliveryError):
+    """The platform refused the message for good (bad request, chat gone, bot blocked)."""
+
+    code = "delivery_refused"
 
 
 class ToolError(SwitchboardError):

@@ -65,7 +65,12 @@ class Orchestrator:
         self._locks = KeyedLocks()
         self._sinks: dict[str, ReplySink] = {}
         self._parked = ParkedTurns(
-            parts, tools=self._tools, engine=self._engine, locks=self._locks, deliver=self._deliver
+            parts,
+            tools=self._tools,
+            engine=self._engine,
+            locks=self._locks,
+            deliver=self._deliver,
+            notify=self._approval_closed,
         )
         self.wake = asyncio.Event()
 
@@ -85,19 +90,24 @@ class Orchestrator:
         on_delta: DeltaHandler | None = None,
     ) -> TurnResult:
         """Everything one message leads to; ``on_delta`` receives streamed text."""
-        key = message.conversation
-        if message.sender.is_bot:
-            return TurnResult(status="ignored", conversation=key, reply="")
-        limit = self._parts.config().assistant.max_message_chars
-        if len(message.text) > limit:
-            text = f"Your message has {len(message.text):,} characters; the limit is {limit:,}."
-            return self._result(message, "too_long", f"{text} Please shorten it.")
+        if not await self.accept(message):
+            return TurnResult(status="duplicate", conversation=message.conversation, reply="")
+        result = await self.process(message, route=route, on_delta=on_delta)
+        await self._mark(message, result)
+        return result
+
+    async def accept(self, message: InboundMessage) -> bool:
+        """Keep the message in the inbox (and audit it); False when it was seen before.
+
+        Channels call this before they acknowledge an event or move their polling offset,
+        then ``process`` it, so an accepted message survives a crash in between.
+        """
         if not await self._parts.inbox.accept(message, now=self._parts.clock()):
-            return TurnResult(status="duplicate", conversation=key, reply="")
+            return False
         await self._parts.audit.append(
             "message.accepted",
             actor=message.sender.identity,
-            conversation=str(key),
+            conversation=str(message.conversation),
             data={
                 "platform": message.platform,
                 "message_id": message.message_id,
@@ -105,13 +115,32 @@ class Orchestrator:
                 "sha256": hashlib.sha256(message.text.encode()).hexdigest(),
             },
         )
-        async with self._locks.hold(str(key)):
-            result = await self._handle_accepted(message, route or Route(), on_delta)
-        await self._mark(message, result)
-        return result
+        return True
+
+    async def process(
+        self,
+        message: InboundMessage,
+        *,
+        route: Route | None = None,
+        on_delta: DeltaHandler | None = None,
+    ) -> TurnResult:
+        """Handle an accepted message; the caller records that it was handled.
+
+        The conversation's lock is the first thing awaited, so messages processed in
+        arrival order are handled in that order.
+        """
+        async with self._locks.hold(str(message.conversation)):
+            if message.sender.is_bot:
+                return TurnResult(status="ignored", conversation=message.conversation, reply="")
+            limit = self._parts.config().assistant.max_message_chars
+            if len(message.text) > limit:
+                chars = len(message.text)
+                text = f"Your message has {chars:,} characters; the limit is {limit:,}."
+                return self._result(message, "too_long", f"{text} Please shorten it.")
+            return await self._handle_accepted(message, route or Route(), on_delta)
 
     async def _mark(self, message: InboundMessage, result: TurnResult) -> None:
-        handled = result.status not in ("denied", "rate_limited", "blocked")
+        handled = result.status not in ("denied", "rate_limited", "blocked", "too_long", "ignored")
         await self._parts.inbox.mark(
             platform=message.platform,
             message_id=message.message_id,
@@ -333,6 +362,15 @@ class Orchestrator:
                 result.conversation,
                 result.action_id,
             )
+
+    async def _approval_closed(self, approval: Approval, key: ConversationKey) -> None:
+        sink = self._sinks.get(key.platform)
+        if sink is None:
+            return
+        try:
+            await sink.approval_closed(approval, key)
+        except Exception:  # as for replies: one channel's failure stays its own
+            log.exception("event=approval_update_failed approval=%s", approval.id)
 
     async def run_sweeper(self, *, interval_s: float = 1.0) -> None:
         """Sweep forever: every ``interval_s`` and whenever ``wake`` is set."""

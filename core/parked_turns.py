@@ -31,6 +31,7 @@ from core.types import (
 )
 
 Deliver = Callable[[TurnResult], Awaitable[None]]
+Notify = Callable[[Approval, ConversationKey], Awaitable[None]]
 
 OPEN_STATES = frozenset(
     {
@@ -57,12 +58,14 @@ class ParkedTurns:
         engine: TurnEngine,
         locks: KeyedLocks,
         deliver: Deliver,
+        notify: Notify,
     ) -> None:
         self._parts = parts
         self._tools = tools
         self._engine = engine
         self._locks = locks
         self._deliver = deliver
+        self._notify = notify
 
     async def settle(self, approval: Approval, *, deliver: bool = True) -> TurnResult | None:
         """After a decision: run (or not) the call, record its result, resume the turn.
@@ -74,6 +77,12 @@ class ParkedTurns:
         action = stored.action
         if action.kind is not ActionKind.TOOL_CALL or action.conversation is None:
             return None
+        if approval.status is not ApprovalStatus.PENDING and (
+            approval.status is not ApprovalStatus.APPROVED or action.status is ActionStatus.APPROVED
+        ):
+            # Shown before the action runs (it may take a while); a second settle of the
+            # same decision at most repeats the same edit.
+            await self._notify(approval, action.conversation)
         if approval.status is ApprovalStatus.APPROVED:
             text = await self._tools.execute(action.id)
             if text is not None:

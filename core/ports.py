@@ -8,10 +8,13 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from core.types import (
+    Approval,
     ChatRequest,
     ChatResult,
+    ConversationKey,
     HealthStatus,
     InboundMessage,
+    OutboundItem,
     OutboundReply,
     SecurityLevel,
     StreamEvent,
@@ -152,4 +155,19 @@ class ReplySink(Protocol):
 
     async def deliver(self, result: TurnResult) -> None:
         """Send the reply, and ask for any approvals it lists, in the result's conversation."""
+        ...
+
+    async def approval_closed(self, approval: Approval, conversation: ConversationKey) -> None:
+        """An approval asked in ``conversation`` was decided or expired: show the outcome."""
+        ...
+
+
+class OutboundSender(Protocol):
+    """A channel's way of showing an outbound item on its platform."""
+
+    async def deliver(self, item: OutboundItem, *, edit_message_id: str | None) -> str:
+        """Send (or, with ``edit_message_id``, edit) and return the platform's message id.
+
+        Raises ``DeliveryRetry`` (rate limit, outage) or ``DeliveryRefused`` (for good).
+        """
         ...

@@ -254,6 +254,7 @@ class TurnEngine:
             status="awaiting_approval",
             conversation=turn.key,
             reply=approval_request_text(result.content, pending),
+            model_text=result.content,
             in_reply_to=turn.in_reply_to,
             provider=result.provider,
             model=result.model,

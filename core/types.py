@@ -317,3 +317,26 @@ class TurnResult(Frozen):
     usage: Usage = Usage()
     finish_reason: FinishReason | None = None
     retry_after_s: float | None = None
+    # For "awaiting_approval": the model's own words, without the approval lines of
+    # ``reply`` (a channel with buttons shows those as buttons instead).
+    model_text: str | None = None
+
+
+OutboundKind = Literal["reply", "approval", "approval_update"]
+
+
+class OutboundItem(Frozen):
+    """One thing a channel must show: a reply, approval buttons, or an approval's outcome.
+
+    ``approval_update`` edits the message that carried an approval's buttons (found by
+    ``approval.id``) to show the decision and who made it, without the buttons.
+    """
+
+    kind: OutboundKind
+    conversation: ConversationKey
+    text: str = ""
+    in_reply_to: str | None = None
+    action_id: str | None = None
+    approval: PendingApproval | None = None
+    approval_status: ApprovalStatus | None = None
+    decided_by: str | None = None

@@ -250,3 +250,25 @@ class InboundMessageRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class OutboundMessageRow(Base):
+    """The outbox: what each channel must still send, and what it sent (with the id)."""
+
+    __tablename__ = "outbound_messages"
+    __table_args__ = (Index("ix_outbound_messages_platform_status_id", "platform", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(64))
+    conversation: Mapped[str] = mapped_column(String(512))
+    kind: Mapped[str] = mapped_column(String(24))
+    # The OutboundItem as JSON.
+    payload: Mapped[str] = mapped_column(Text())
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text(), nullable=True)
+    platform_message_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    approval_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -32,6 +32,7 @@ from core.storage.conversation_repo import ConversationRepository
 from core.storage.inbox_repo import InboxRepository
 from core.tools import CurrentTime, ToolRegistry
 from core.types import (
+    Approval,
     ConversationKey,
     InboundMessage,
     SecurityLevel,
@@ -98,9 +99,13 @@ class Sink:
 
     def __init__(self) -> None:
         self.delivered: list[TurnResult] = []
+        self.closed: list[tuple[str, str, str | None]] = []
 
     async def deliver(self, result: TurnResult) -> None:
         self.delivered.append(result)
+
+    async def approval_closed(self, approval: Approval, conversation: ConversationKey) -> None:
+        self.closed.append((approval.id, approval.status.value, approval.decided_by))
 
 
 @dataclass

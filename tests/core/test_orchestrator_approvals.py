@@ -53,6 +53,7 @@ async def test_a_risky_call_waits_and_runs_once_approved(rig: Rig) -> None:
     assert rig.deploy.runs == [{"service": "web", "env": "prod"}]
     assert resumed is not None and resumed.reply == "Deployed, all good."
     assert rig.sink.delivered == [resumed]
+    assert rig.sink.closed == [(pending.id, "approved", APPROVER)]
     tool_text = [t for r, t in rig.script.chat_requests[-1].messages if r == "tool"][0]
     assert "deployed web" in tool_text
     tool_action = await rig.approvals.get_action(pending.action_id)
@@ -105,6 +106,7 @@ async def test_an_expired_approval_resumes_the_turn_as_not_run(rig: Rig) -> None
     assert "expired" in tool_text
     approvals = await rig.approvals.list_approvals([ApprovalStatus.EXPIRED])
     assert len(approvals) == 1
+    assert rig.sink.closed == [(approvals[0].id, "expired", "timeout")]
 
 
 async def test_many_concurrent_approvals_run_the_action_once(rig: Rig) -> None:
