@@ -12,6 +12,7 @@ from core.types import (
     ChatRequest,
     ChatResult,
     ConversationKey,
+    DecisionOutcome,
     HealthStatus,
     InboundMessage,
     OutboundItem,
@@ -170,4 +171,16 @@ class OutboundSender(Protocol):
 
         Raises ``DeliveryRetry`` (rate limit, outage) or ``DeliveryRefused`` (for good).
         """
+        ...
+
+
+class ChannelHost(Protocol):
+    """What a channel adapter hands its events to (the gateway's channel host)."""
+
+    async def receive(self, message: InboundMessage) -> None:
+        """Keep a normalized message durably; returns once it is safe to acknowledge."""
+        ...
+
+    async def decide(self, *, approval_id: str, approve: bool, decider: str) -> DecisionOutcome:
+        """Record a button press as a decision; the outcome says what to tell the presser."""
         ...

@@ -335,8 +335,18 @@ class OutboundItem(Frozen):
     kind: OutboundKind
     conversation: ConversationKey
     text: str = ""
+    # "markdown": the model's text, rendered by the channel; "platform": already rendered
+    # (and split) for the platform when it was queued, so each chunk is sent exactly once.
+    markup: Literal["markdown", "platform"] = "markdown"
     in_reply_to: str | None = None
     action_id: str | None = None
     approval: PendingApproval | None = None
     approval_status: ApprovalStatus | None = None
     decided_by: str | None = None
+
+
+class DecisionOutcome(Frozen):
+    """What a button press came to, for the platform's answer to the presser."""
+
+    ok: bool
+    message: str

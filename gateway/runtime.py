@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from core.approvals import ApprovalService
 from core.config import secret_refs
@@ -22,6 +23,9 @@ from gateway.provider_directory import ProviderDirectory
 from gateway.redaction import SecretRedactor
 from gateway.schema import check_schema, upgrade_to_head
 from gateway.secrets import database_url, read_local_secret, resolve_secrets
+
+if TYPE_CHECKING:
+    from gateway.channel_host import GatewayChannelHost
 
 log = logging.getLogger("switchboard.runtime")
 
@@ -83,6 +87,8 @@ class Runtime:
             manager=lambda: self.providers.manager,
             audit=audit,
         )
+        # Set by the app's lifespan when it starts the configured chat platforms.
+        self.channels: GatewayChannelHost | None = None
         holder.subscribe(providers.on_config_change)
         holder.subscribe(self.assistant.on_config_change)
         holder.subscribe(self._audit_config_applied)
@@ -108,6 +114,10 @@ class Runtime:
                 self.holder.generation,
                 exc.message,
             )
+
+    def channel_status(self) -> dict[str, dict[str, Any]]:
+        """Each running chat platform's state (none when no channel runs here)."""
+        return self.channels.status() if self.channels is not None else {}
 
     @property
     def orchestrator(self) -> Orchestrator:

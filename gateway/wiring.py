@@ -10,12 +10,23 @@ from typing import Any
 from fastapi import FastAPI
 
 import gateway
+from channels.telegram import TelegramChannel
 from gateway.api.auth import AdminTokenMiddleware
 from gateway.api.errors import install_error_handlers
 from gateway.api.fast_body import install_body_components
 from gateway.api.hot_path import HotPathMiddleware
-from gateway.api.routes import approvals, audit, chat, chat_multi, health, providers, status
+from gateway.api.routes import (
+    approvals,
+    audit,
+    channels,
+    chat,
+    chat_multi,
+    health,
+    providers,
+    status,
+)
 from gateway.api.routes import config as config_routes
+from gateway.channel_host import GatewayChannelHost
 from gateway.config_loader import LoadedConfig
 from gateway.redaction import SecretRedactor
 from gateway.reload import ConfigWatcher
@@ -23,6 +34,17 @@ from gateway.runtime import Runtime
 from gateway.supervisor import Supervisor
 
 log = logging.getLogger("switchboard.gateway")
+
+
+def start_channels(rt: Runtime, supervisor: Supervisor) -> GatewayChannelHost:
+    """Every enabled chat platform of the config, with its delivery worker."""
+    host = GatewayChannelHost(rt)
+    telegram = rt.config.config.channels.telegram
+    if telegram is not None and telegram.enabled:
+        host.add(TelegramChannel(telegram))
+    rt.channels = host
+    host.start(supervisor)
+    return host
 
 
 async def recover(rt: Runtime) -> None:
@@ -63,6 +85,7 @@ def build_app(
         watcher = ConfigWatcher(rt)
         app.state.config_watcher = watcher
         supervisor.start("config-watcher", watcher.run)
+        channel_host = start_channels(rt, supervisor)
         await recover(rt)
         supervisor.start("approval-sweeper", rt.orchestrator.run_sweeper)
         if rt.config.config.gateway.admin_token is None:
@@ -71,6 +94,8 @@ def build_app(
             yield
         finally:
             await supervisor.stop()
+            await channel_host.close()
+            rt.channels = None
             if owned:
                 await rt.close()
 
@@ -110,4 +135,5 @@ def build_app(
     app.include_router(audit.router)
     app.include_router(chat.router)
     app.include_router(approvals.router)
+    app.include_router(channels.router)
     return app

@@ -24,7 +24,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database, config",
+    summary="Readiness: database, config, channels",
     responses={503: {"description": "the database cannot be used"}},
 )
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
@@ -49,10 +49,15 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         config["errors"] = list(holder.errors)
         config["rejected_at"] = holder.rejected_at.isoformat() if holder.rejected_at else None
         config["message"] = "the last edit was rejected; the last good config is still in force"
+    channels = {
+        name: {"connected": state["connected"], "state": state["state"]}
+        for name, state in runtime.channel_status().items()
+    }
     status = "ok"
     if not database["ok"]:
         status = "unavailable"
-    elif holder.errors:
+    elif holder.errors or not all(c["connected"] for c in channels.values()):
         status = "degraded"
-    body = {"status": status, "checks": {"database": database, "config": config}}
+    checks = {"database": database, "config": config, "channels": channels}
+    body = {"status": status, "checks": checks}
     return JSONResponse(body, status_code=503 if status == "unavailable" else 200)

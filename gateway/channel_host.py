@@ -1,0 +1,233 @@
+"""Runs the configured chat platforms: events in, the orchestrator, the outbox, delivery out.
+
+For each channel adapter, under the supervisor: the adapter itself (polling, gateway
+connection, socket) and its delivery worker. Every inbound message is accepted into the
+inbox before the adapter acknowledges it, then processed in arrival order per
+conversation; its replies are queued in the outbox in the same transaction that marks it
+handled, and the delivery worker sends them. Turns that finish later (after an approval)
+and approval outcomes go through the same outbox. Button presses are decisions, checked
+against ``[security] approvers`` here, answered at once, and carried out in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from core.delivery import DeliveryWorker
+from core.errors import ApprovalConflict, NotFound, PermissionDenied
+from core.ports import ChannelHost
+from core.storage.outbox_repo import InboundRef, OutboxRepository
+from core.types import (
+    Approval,
+    ConversationKey,
+    DecisionOutcome,
+    InboundMessage,
+    OutboundItem,
+    PendingApproval,
+    TurnResult,
+)
+from gateway.runtime import Runtime
+from gateway.supervisor import Supervisor
+
+log = logging.getLogger("switchboard.channels")
+
+# Messages being processed at once over all channels; more wait in the queue (in order).
+MAX_IN_FLIGHT = 64
+TYPING_EVERY_S = 4.0  # Telegram shows "typing" for 5 s
+
+
+class Adapter(Protocol):
+    """What the host needs from a channel adapter."""
+
+    name: str
+
+    async def run(self, host: ChannelHost) -> None: ...
+
+    def prepare(self, item: OutboundItem) -> list[OutboundItem]: ...
+
+    async def deliver(self, item: OutboundItem, *, edit_message_id: str | None) -> str: ...
+
+    async def typing(self, key: ConversationKey) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+def items_for(result: TurnResult) -> list[OutboundItem]:
+    """What a channel shows for a turn: the reply, then one approval request per call."""
+    key = result.conversation
+    if result.status in ("duplicate", "ignored"):
+        return []
+    text = result.model_text if result.status == "awaiting_approval" else result.reply
+    items = []
+    if text and text.strip():
+        items.append(
+            OutboundItem(
+                kind="reply",
+                conversation=key,
+                text=text,
+                in_reply_to=result.in_reply_to,
+                action_id=result.action_id,
+            )
+        )
+    for pending in result.pending_approvals:
+        items.append(
+            OutboundItem(
+                kind="approval",
+                conversation=key,
+                text=f"Approval needed: {pending.tool}",
+                action_id=pending.action_id,
+                approval=pending,
+            )
+        )
+    return items
+
+
+class GatewayChannelHost:
+    """The ``ChannelHost`` every adapter of this process talks to."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._outbox = OutboxRepository(runtime.db)
+        self.adapters: dict[str, Adapter] = {}
+        self._workers: dict[str, DeliveryWorker] = {}
+        self._queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    def add(self, adapter: Adapter) -> None:
+        """Serve ``adapter``'s platform through this host."""
+        self.adapters[adapter.name] = adapter
+        self._workers[adapter.name] = DeliveryWorker(
+            platform=adapter.name, outbox=self._outbox, sender=adapter
+        )
+        self._runtime.orchestrator.register_sink(adapter.name, self)
+
+    def start(self, supervisor: Supervisor) -> None:
+        """Every adapter, its delivery worker and the inbound processor, supervised."""
+        for name, adapter in self.adapters.items():
+            supervisor.start(f"channel:{name}", _bind(adapter.run, self))
+            supervisor.start(f"delivery:{name}", self._workers[name].run)
+        supervisor.start("inbound-processor", self._process_forever)
+
+    async def close(self) -> None:
+        """Close every adapter's connections."""
+        for adapter in self.adapters.values():
+            self._runtime.orchestrator.unregister_sink(adapter.name)
+            await adapter.close()
+
+    # -- ChannelHost -------------------------------------------------------------------
+
+    async def receive(self, message: InboundMessage) -> None:
+        """Into the inbox (durable), then to the processor; a redelivery is dropped."""
+        if await self._runtime.orchestrator.accept(message):
+            self._queue.put_nowait(message)
+
+    async def decide(self, *, approval_id: str, approve: bool, decider: str) -> DecisionOutcome:
+        """A button press: decided now, carried out in the background."""
+        try:
+            approval = await self._runtime.approvals.decide(
+                approval_id, approve=approve, decider=decider
+            )
+        except PermissionDenied as exc:
+            return DecisionOutcome(ok=False, message=f"Not allowed: {exc.message}.")
+        except ApprovalConflict as exc:
+            return DecisionOutcome(ok=False, message=exc.message)
+        except NotFound:
+            return DecisionOutcome(ok=False, message="This approval no longer exists.")
+        # Platforms want the press answered at once (Discord within 3 s); running the
+        # action and resuming the turn is the sweeper's job, woken right now.
+        self._runtime.orchestrator.wake.set()
+        verb = "Approved" if approval.status.value == "approved" else "Rejected"
+        return DecisionOutcome(ok=True, message=f"{verb}. Thanks, {decider}.")
+
+    # -- ReplySink (turns that finish later, approval outcomes) ------------------------
+
+    async def deliver(self, result: TurnResult) -> None:
+        """Queue a resumed turn's answer for its channel."""
+        await self._enqueue(items_for(result), inbound=None)
+
+    async def approval_closed(self, approval: Approval, conversation: ConversationKey) -> None:
+        """Queue the edit of the approval's message: decision, who, no buttons."""
+        stored = await self._runtime.approvals.get_action(approval.action_id)
+        payload = stored.action.payload
+        pending = PendingApproval(
+            id=approval.id,
+            action_id=approval.action_id,
+            tool=str(payload.get("tool", "")),
+            level=approval.level,
+            arguments=dict(payload.get("arguments", {})),
+            expires_at=approval.expires_at,
+        )
+        item = OutboundItem(
+            kind="approval_update",
+            conversation=conversation,
+            approval=pending,
+            approval_status=approval.status,
+            decided_by=approval.decided_by,
+        )
+        await self._enqueue([item], inbound=None)
+
+    # -- processing ------------------------------------------------------------------
+
+    async def _process_forever(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            while True:
+                message = await self._queue.get()
+                await self._slots.acquire()
+                tasks.create_task(self._process(message))
+
+    async def _process(self, message: InboundMessage) -> None:
+        try:
+            adapter = self.adapters.get(message.platform)
+            typing = asyncio.create_task(self._keep_typing(adapter, message.conversation))
+            try:
+                result = await self._runtime.orchestrator.process(message)
+            finally:
+                typing.cancel()
+            ref = InboundRef(platform=message.platform, message_id=message.message_id)
+            await self._enqueue(items_for(result), inbound=ref)
+        except Exception:  # stays "accepted": answered after the next restart
+            log.exception(
+                "event=processing_failed conversation=%s message=%s",
+                message.conversation,
+                message.message_id,
+            )
+        finally:
+            self._slots.release()
+
+    async def _keep_typing(self, adapter: Adapter | None, key: ConversationKey) -> None:
+        if adapter is None:
+            return
+        while True:
+            await adapter.typing(key)
+            await asyncio.sleep(TYPING_EVERY_S)
+
+    async def _enqueue(self, items: list[OutboundItem], *, inbound: InboundRef | None) -> None:
+        prepared: list[OutboundItem] = []
+        for item in items:
+            adapter = self.adapters.get(item.conversation.platform)
+            prepared.extend(adapter.prepare(item) if adapter else [item])
+        await self._outbox.enqueue(prepared, inbound=inbound, now=datetime.now(UTC))
+        for item in prepared:
+            worker = self._workers.get(item.conversation.platform)
+            if worker is not None:
+                worker.wake.set()
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Each adapter's state, with its outbox counters."""
+        return {
+            name: {**adapter.status(), "sent": self._workers[name].sent}
+            for name, adapter in self.adapters.items()
+        }
+
+
+def _bind(run: Callable[[ChannelHost], Awaitable[None]], host: ChannelHost) -> Any:
+    async def runner() -> None:
+        await run(host)
+
+    return runner
