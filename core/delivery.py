@@ -75,7 +75,7 @@ class DeliveryWorker:
     async def _deliver(self, entry: OutboxEntry) -> bool:
         """True when the row left the queue (sent or failed), False when it waits."""
         item = entry.item
-        edit_id = None
+        edit_id = item.edit_message_id
         if item.kind == "approval_update" and item.approval is not None:
             target = await self._outbox.approval_message(item.approval.id)
             edit_id = target.platform_message_id if target else None

@@ -338,6 +338,8 @@ class OutboundItem(Frozen):
     # "markdown": the model's text, rendered by the channel; "platform": already rendered
     # (and split) for the platform when it was queued, so each chunk is sent exactly once.
     markup: Literal["markdown", "platform"] = "markdown"
+    # A reply that replaces a message already shown (the streamed preview of the answer).
+    edit_message_id: str | None = None
     in_reply_to: str | None = None
     action_id: str | None = None
     approval: PendingApproval | None = None

@@ -31,6 +31,7 @@ from core.types import (
     TurnResult,
 )
 from gateway.runtime import Runtime
+from gateway.stream_preview import Previewing, StreamPreview
 from gateway.supervisor import Supervisor
 
 log = logging.getLogger("switchboard.channels")
@@ -184,13 +185,23 @@ class GatewayChannelHost:
     async def _process(self, message: InboundMessage) -> None:
         try:
             adapter = self.adapters.get(message.platform)
+            preview = None
+            if isinstance(adapter, Previewing):
+                preview = StreamPreview(
+                    adapter, key=message.conversation, in_reply_to=message.message_id
+                )
             typing = asyncio.create_task(self._keep_typing(adapter, message.conversation))
             try:
-                result = await self._runtime.orchestrator.process(message)
+                result = await self._runtime.orchestrator.process(
+                    message, on_delta=preview.on_delta if preview else None
+                )
             finally:
                 typing.cancel()
+            items = items_for(result)
+            if preview is not None:
+                items = preview.replace_with(items)
             ref = InboundRef(platform=message.platform, message_id=message.message_id)
-            await self._enqueue(items_for(result), inbound=ref)
+            await self._enqueue(items, inbound=ref)
         except Exception:  # stays "accepted": answered after the next restart
             log.exception(
                 "event=processing_failed conversation=%s message=%s",

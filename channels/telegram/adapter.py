@@ -52,6 +52,7 @@ log = logging.getLogger("switchboard.channels.telegram")
 ALLOWED_UPDATES = ["message", "callback_query"]
 POLL_TIMEOUT_S = 25
 MAX_BACKOFF_S = 60.0
+PREVIEW_MAX_CHARS = 4000  # of a streamed preview (the final answer is split properly)
 
 
 class TelegramChannel:
@@ -175,6 +176,7 @@ class TelegramChannel:
                     "text": chunk.html,
                     "markup": "platform",
                     "in_reply_to": item.in_reply_to if index == 0 else None,
+                    "edit_message_id": item.edit_message_id if index == 0 else None,
                 }
             )
             for index, chunk in enumerate(chunks)
@@ -207,11 +209,48 @@ class TelegramChannel:
         chunks = (
             [TelegramText(item.text)] if item.markup == "platform" else reply_messages(item.text)
         )
-        reply_to = parse_ref(item.in_reply_to)
         sent = ""
+        preview = parse_ref(edit_message_id)
+        if preview is not None and chunks:
+            # The answer replaces its streamed preview; any further chunks follow it.
+            await self._edit(key, preview[1], chunks[0])
+            sent = edit_message_id or ""
+            chunks = chunks[1:]
+        reply_to = parse_ref(item.in_reply_to) if not sent else None
         for index, chunk in enumerate(chunks):
             sent = await self._send(key, chunk, reply_to[1] if reply_to and index == 0 else None)
         return sent
+
+    async def preview(
+        self, key: ConversationKey, text: str, *, message_id: str | None, in_reply_to: str | None
+    ) -> str:
+        """Show an answer while it streams: sent once, then edited; returns its ref.
+
+        Plain text (no parse mode): half a Markdown answer is not valid markup yet. The final
+        answer, rendered, replaces it through the outbox.
+        """
+        shown = text if len(text) <= PREVIEW_MAX_CHARS else text[: PREVIEW_MAX_CHARS - 1] + "…"
+        await self._pacer.wait(key.chat)
+        target = parse_ref(message_id)
+        if target is not None:
+            try:
+                await self.bot.edit_message_text(text=shown, chat_id=key.chat, message_id=target[1])
+            except TelegramBadRequest as exc:
+                if "message is not modified" not in exc.message:
+                    raise
+            return message_id or ""
+        reply_to = parse_ref(in_reply_to)
+        message = await self.bot.send_message(
+            chat_id=key.chat,
+            text=shown,
+            message_thread_id=int(key.thread) if key.thread else None,
+            reply_parameters=(
+                ReplyParameters(message_id=reply_to[1], allow_sending_without_reply=True)
+                if reply_to is not None
+                else None
+            ),
+        )
+        return _ref_of(message)
 
     async def _send(self, key: ConversationKey, text: TelegramText, reply_to: int | None) -> str:
         await self._pacer.wait(key.chat)

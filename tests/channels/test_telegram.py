@@ -257,3 +257,16 @@ async def test_kill_9_mid_answer_loses_nothing_and_answers_once(
                 "fake[fake-small]: second question",
             ]
             assert (await api.get("/api/audit/verify")).json()["ok"] is True
+
+
+async def test_a_slow_answer_streams_into_one_edited_message(world: World) -> None:
+    text = "Streaming **answers** arrive piece by piece, " * 6
+    world.llm.push(Reply(text=text, chunk_delay_s=0.5))
+    world.telegram.user_message(USER, USER, "take your time")
+    (shown,) = await eventually(lambda: world.telegram.messages(USER))
+    assert shown.parse_mode is None  # the preview: plain text while it grows
+    await eventually(lambda: shown.parse_mode == "HTML", within_s=20)
+    assert len(world.telegram.messages(USER)) == 1
+    assert shown.edits  # it grew in place
+    assert "<b>answers</b>" in shown.text
+    assert world.llm.chat_requests[-1].stream
