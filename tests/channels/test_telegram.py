@@ -270,3 +270,31 @@ async def test_a_slow_answer_streams_into_one_edited_message(world: World) -> No
     assert shown.edits  # it grew in place
     assert "<b>answers</b>" in shown.text
     assert world.llm.chat_requests[-1].stream
+
+
+@pytest.mark.slow
+async def test_an_expired_approval_updates_its_message(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with world_for(workspace, monkeypatch) as world:
+        text = world.workspace.read_text().replace(
+            "approval_timeout_s = 600", "approval_timeout_s = 10"
+        )
+        world.workspace.write_text(text)
+        await world.api.post("/api/config/reload")
+        world.llm.push(
+            Reply(tool_calls=(FakeToolCall("shell", {"argv": ["echo", "late"]}, id="c1"),)),
+            Reply(text="Nobody approved it, so nothing ran."),
+        )
+        world.telegram.user_message(USER, USER, "run echo")
+        ask = await eventually(
+            lambda: next((m for m in world.telegram.messages(USER) if m.buttons), None)
+        )
+        await eventually(lambda: "Expired" in ask.plain, within_s=25)
+        assert ask.buttons == []
+        final = await eventually(
+            lambda: (m := world.telegram.messages(USER))[-1].plain.startswith("Nobody") and m[-1]
+        )
+        assert final.plain == "Nobody approved it, so nothing ran."
+        runs = (await world.api.get("/api/actions", params={"status": "expired"})).json()
+        assert [a["kind"] for a in runs] == ["tool_call"]
