@@ -98,6 +98,7 @@ class GatewayChannelHost:
         self.adapters: dict[str, Adapter] = {}
         self._workers: dict[str, DeliveryWorker] = {}
         self._queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
+        self._decisions: asyncio.Queue[Approval] = asyncio.Queue()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     def add(self, adapter: Adapter) -> None:
@@ -114,6 +115,7 @@ class GatewayChannelHost:
             supervisor.start(f"channel:{name}", _bind(adapter.run, self))
             supervisor.start(f"delivery:{name}", self._workers[name].run)
         supervisor.start("inbound-processor", self._process_forever)
+        supervisor.start("decisions", self._settle_forever)
 
     async def close(self) -> None:
         """Close every adapter's connections."""
@@ -140,9 +142,9 @@ class GatewayChannelHost:
             return DecisionOutcome(ok=False, message=exc.message)
         except NotFound:
             return DecisionOutcome(ok=False, message="This approval no longer exists.")
-        # Platforms want the press answered at once (Discord within 3 s); running the
-        # action and resuming the turn is the sweeper's job, woken right now.
-        self._runtime.orchestrator.wake.set()
+        # Platforms want the press answered at once (Discord within 3 s): the action runs
+        # and the turn resumes behind this answer (and the sweeper would catch it anyway).
+        self._decisions.put_nowait(approval)
         verb = "Approved" if approval.status.value == "approved" else "Rejected"
         return DecisionOutcome(ok=True, message=f"{verb}. Thanks, {decider}.")
 
@@ -181,6 +183,14 @@ class GatewayChannelHost:
                 message = await self._queue.get()
                 await self._slots.acquire()
                 tasks.create_task(self._process(message))
+
+    async def _settle_forever(self) -> None:
+        while True:
+            approval = await self._decisions.get()
+            try:
+                await self._runtime.orchestrator.settle(approval)
+            except Exception:  # the sweeper retries whatever this left undone
+                log.exception("event=settle_failed approval=%s", approval.id)
 
     async def _process(self, message: InboundMessage) -> None:
         try:

@@ -298,3 +298,24 @@ async def test_an_expired_approval_updates_its_message(
         assert final.plain == "Nobody approved it, so nothing ran."
         runs = (await world.api.get("/api/actions", params={"status": "expired"})).json()
         assert [a["kind"] for a in runs] == ["tool_call"]
+
+
+async def test_a_rejection_from_the_chat_is_shown_and_nothing_runs(world: World) -> None:
+    world.llm.push(
+        Reply(tool_calls=(FakeToolCall("shell", {"argv": ["echo", "no"]}, id="c1"),)),
+        Reply(text="Understood, I did not run it."),
+    )
+    world.telegram.user_message(USER, USER, "run echo")
+    ask = await eventually(
+        lambda: next((m for m in world.telegram.messages(USER) if m.buttons), None)
+    )
+    ((_, reject),) = ask.buttons
+    world.telegram.callback(USER, APPROVER, ask.message_id, reject["callback_data"])
+    await eventually(lambda: "Rejected" in ask.plain)
+    assert "telegram:7" in ask.plain and ask.buttons == []
+    final = await eventually(
+        lambda: (m := world.telegram.messages(USER))[-1].plain.startswith("Understood") and m[-1]
+    )
+    assert final.plain == "Understood, I did not run it."
+    runs = (await world.api.get("/api/actions", params={"status": "succeeded"})).json()
+    assert not [a for a in runs if a["kind"] == "tool_call"]
