@@ -40,7 +40,7 @@ def start(config: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
     return process, port
 
 
-def wait_healthy(process: subprocess.Popen[str], port: int, timeout: float = 20.0) -> None:
+def wait_healthy(process: subprocess.Popen[str], port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -53,7 +53,10 @@ def wait_healthy(process: subprocess.Popen[str], port: int, timeout: float = 20.
             pass
         time.sleep(0.1)
     process.kill()
-    raise AssertionError("gateway did not become healthy")
+    process.wait()  # reaped here, not by the garbage collector during another test
+    if process.stdout is not None:
+        process.stdout.close()
+    raise AssertionError(f"gateway did not become healthy within {timeout:.0f} s")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
