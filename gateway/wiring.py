@@ -26,6 +26,7 @@ from gateway.api.routes import (
     status,
 )
 from gateway.api.routes import config as config_routes
+from gateway.api.routes import slack as slack_routes
 from gateway.channel_host import GatewayChannelHost
 from gateway.config_loader import LoadedConfig
 from gateway.redaction import SecretRedactor
@@ -42,6 +43,16 @@ def start_channels(rt: Runtime, supervisor: Supervisor) -> GatewayChannelHost:
     telegram = rt.config.config.channels.telegram
     if telegram is not None and telegram.enabled:
         host.add(TelegramChannel(telegram))
+    discord_settings = rt.config.config.channels.discord
+    if discord_settings is not None and discord_settings.enabled:
+        from channels.discord import DiscordChannel  # noqa: PLC0415 - only when configured
+
+        host.add(DiscordChannel(discord_settings))
+    slack_settings = rt.config.config.channels.slack
+    if slack_settings is not None and slack_settings.enabled:
+        from channels.slack import SlackChannel  # noqa: PLC0415 - only when configured
+
+        host.add(SlackChannel(slack_settings))
     rt.channels = host
     host.start(supervisor)
     return host
@@ -136,4 +147,5 @@ def build_app(
     app.include_router(chat.router)
     app.include_router(approvals.router)
     app.include_router(channels.router)
+    app.include_router(slack_routes.router)
     return app
