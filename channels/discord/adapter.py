@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import discord
@@ -42,6 +41,7 @@ from channels.discord.normalize import (
 )
 from channels.discord.outbound import NETWORK_ERRORS, DiscordOutbound, prepare_rows
 from channels.discord.render import ASK_COMMAND_SPEC, parse_custom_id
+from channels.health import ChannelHealth
 from core.config import DiscordSection
 from core.errors import DeliveryRetry
 from core.ports import ChannelHost
@@ -68,14 +68,14 @@ class _GatewayClient(discord.Client):
         self._channel = channel
 
     async def on_connect(self) -> None:
-        self._channel.ok_state("connected")  # READY: identified
+        self._channel.health.ok("connected")  # READY: identified
 
     async def on_resumed(self) -> None:
-        self._channel.ok_state("connected")
+        self._channel.health.ok("connected")
 
     async def on_disconnect(self) -> None:
         if not self.is_closed():
-            self._channel.fail_state("gateway connection lost; reconnecting")
+            self._channel.health.failing("gateway connection lost; reconnecting")
 
     async def on_message(self, message: discord.Message) -> None:
         await self._channel.on_message(message)
@@ -99,10 +99,7 @@ class DiscordChannel:
         self._arrival = asyncio.Lock()  # FIFO: messages reach the inbox in Discord's order
         self._outbound = DiscordOutbound()
         self._gateway_url: str | None = None
-        self._state = "starting"
-        self._since: datetime | None = None
-        self._last_error: str | None = None
-        self._failures = 0
+        self.health = ChannelHealth("discord")
 
     # -- connection ------------------------------------------------------------------
 
@@ -113,13 +110,13 @@ class DiscordChannel:
         client = await self._logged_in_client()
         self._client = client
         try:
-            self._state = "connecting"
+            self.health.state = "connecting"
             await client.connect(reconnect=True)  # reconnects and resumes by itself
         except discord.PrivilegedIntentsRequired:
-            self.fail_state("the message content intent is not enabled for this bot")
+            self.health.failing("the message content intent is not enabled for this bot")
             raise
         except discord.ConnectionClosed as exc:
-            self.fail_state(f"the gateway closed the connection ({exc.code}): {exc.reason}")
+            self.health.failing(f"the gateway closed the connection ({exc.code}): {exc.reason}")
             raise
         finally:
             self._client = None
@@ -133,11 +130,11 @@ class DiscordChannel:
                 await client.login(self._settings.token.reveal())
                 await self._point_gateway(client)
             except discord.LoginFailure:
-                self.fail_state("unauthorized: check [channels.discord] token")
+                self.health.failing("unauthorized: check [channels.discord] token")
                 await client.close()
                 raise
             except (discord.HTTPException, discord.GatewayNotFound, *NETWORK_ERRORS) as exc:
-                self.fail_state(f"cannot reach Discord: {exc}")
+                self.health.failing(f"cannot reach Discord: {exc}")
                 await client.close()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
@@ -250,36 +247,13 @@ class DiscordChannel:
 
     # -- health ----------------------------------------------------------------------
 
-    def ok_state(self, state: str) -> None:
-        """The connection works (READY or RESUMED)."""
-        if self._state != state:
-            log.info("event=channel_state channel=discord state=%r", state)
-            self._since = datetime.now(UTC)
-        self._state = state
-        self._failures = 0
-
-    def fail_state(self, problem: str) -> None:
-        """The connection failed; discord.py (or ``run``) tries again."""
-        self._failures += 1
-        self._last_error = problem
-        self._state = "reconnecting"
-        log.warning(
-            "event=channel_failing channel=discord failures=%d problem=%r",
-            self._failures,
-            problem,
-        )
-
     def status(self) -> dict[str, Any]:
         """State for ``/api/channels`` and ``/readyz``."""
         client = self._client
         user = client.user if client is not None else None
         return {
             "name": PLATFORM,
-            "state": self._state,
-            "connected": self._state == "connected",
-            "since": self._since.isoformat() if self._since else None,
-            "consecutive_failures": self._failures,
-            "last_error": self._last_error,
+            **self.health.as_dict(),
             "bot": user.name if user is not None else None,
             "gateway": self._gateway_url,
         }
@@ -289,4 +263,4 @@ class DiscordChannel:
         client = self._client
         if client is not None and not client.is_closed():
             await client.close()
-        self._state = "stopped"
+        self.health.stopped()

@@ -23,7 +23,6 @@ import asyncio
 import logging
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -34,6 +33,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from channels.health import ChannelHealth
 from channels.markup import SLACK_LIMIT
 from channels.markup.slack import escape_mrkdwn
 from channels.slack.errors import delivery_error, slack_error
@@ -94,10 +94,7 @@ class SlackChannel:
         self._host: ChannelHost | None = None
         self._identity: BotIdentity | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._state = "starting"
-        self._since: datetime | None = None
-        self._last_error: str | None = None
-        self._failures = 0
+        self._health = ChannelHealth("slack")
 
     # -- inbound ---------------------------------------------------------------------
 
@@ -123,7 +120,7 @@ class SlackChannel:
                 )
                 tasks.create_task(runner.run())
             else:
-                self._ok_state("connected (http)")
+                self._health.ok("connected (http)")
 
     async def _connect(self) -> None:
         backoff = 1.0
@@ -133,11 +130,13 @@ class SlackChannel:
             except SlackApiError as exc:
                 error = slack_error(exc)
                 if error in _AUTH_ERRORS:
-                    self._fail_state(f"unauthorized ({error}): check [channels.slack] bot_token")
+                    self._health.failing(
+                        f"unauthorized ({error}): check [channels.slack] bot_token"
+                    )
                 else:
-                    self._fail_state(f"auth.test failed: {error}")
+                    self._health.failing(f"auth.test failed: {error}")
             except (aiohttp.ClientError, TimeoutError) as exc:
-                self._fail_state(f"cannot reach Slack: {type(exc).__name__}: {exc}")
+                self._health.failing(f"cannot reach Slack: {type(exc).__name__}: {exc}")
             else:
                 self._identity = BotIdentity(
                     user_id=str(me.get("user_id", "")),
@@ -279,35 +278,16 @@ class SlackChannel:
 
     def _socket_state(self, state: str, problem: str | None) -> None:
         if problem is None:
-            self._ok_state(state)
+            self._health.ok(state)
         else:
-            self._fail_state(problem)
-
-    def _ok_state(self, state: str) -> None:
-        if self._state != state:
-            log.info("event=channel_state channel=slack state=%r", state)
-            self._since = datetime.now(UTC)
-        self._state = state
-        self._failures = 0
-
-    def _fail_state(self, problem: str) -> None:
-        self._failures += 1
-        self._last_error = problem
-        self._state = "reconnecting"
-        log.warning(
-            "event=channel_failing channel=slack failures=%d problem=%r", self._failures, problem
-        )
+            self._health.failing(problem)
 
     def status(self) -> dict[str, Any]:
         """State for ``/api/channels`` and ``/readyz``."""
         return {
             "name": PLATFORM,
             "mode": self._settings.mode,
-            "state": self._state,
-            "connected": self._state.startswith("connected"),
-            "since": self._since.isoformat() if self._since else None,
-            "consecutive_failures": self._failures,
-            "last_error": self._last_error,
+            **self._health.as_dict(),
             "bot": self._identity.name if self._identity else None,
             "team": self._identity.team if self._identity else None,
         }

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import Bot
@@ -33,6 +32,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import CallbackQuery, Message, ReplyParameters, Update
 
+from channels.health import ChannelHealth
 from channels.telegram.normalize import PLATFORM, BotIdentity, message_ref, normalize, parse_ref
 from channels.telegram.pacing import SendPacer
 from channels.telegram.render import (
@@ -67,10 +67,7 @@ class TelegramChannel:
         self._pacer = pacer or SendPacer()
         self._host: ChannelHost | None = None
         self._identity: BotIdentity | None = None
-        self._state = "starting"
-        self._since: datetime | None = None
-        self._last_error: str | None = None
-        self._failures = 0
+        self._health = ChannelHealth("telegram")
 
     # -- inbound ---------------------------------------------------------------------
 
@@ -90,10 +87,10 @@ class TelegramChannel:
             try:
                 me = await self.bot.get_me()
             except TelegramUnauthorizedError:
-                self._fail_state("unauthorized: check [channels.telegram] token")
+                self._health.failing("unauthorized: check [channels.telegram] token")
                 raise
             except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter) as exc:
-                self._fail_state(f"cannot reach Telegram: {exc}")
+                self._health.failing(f"cannot reach Telegram: {exc}")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
@@ -107,7 +104,7 @@ class TelegramChannel:
             secret_token=secret.reveal() if secret else None,
             allowed_updates=ALLOWED_UPDATES,
         )
-        self._ok_state("connected (webhook)")
+        self._health.ok("connected (webhook)")
 
     async def _poll(self) -> None:
         offset: int | None = None
@@ -124,12 +121,12 @@ class TelegramChannel:
                 await asyncio.sleep(exc.retry_after)
                 continue
             except (TelegramNetworkError, TelegramServerError) as exc:
-                self._fail_state(f"polling failed: {exc}")
+                self._health.failing(f"polling failed: {exc}")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             backoff = 1.0
-            self._ok_state("connected (polling)")
+            self._health.ok("connected (polling)")
             for update in updates:
                 await self.on_update(update)  # kept before the offset moves past it
                 offset = update.update_id + 1
@@ -296,33 +293,12 @@ class TelegramChannel:
 
     # -- health ----------------------------------------------------------------------
 
-    def _ok_state(self, state: str) -> None:
-        if self._state != state:
-            log.info("event=channel_state channel=telegram state=%r", state)
-            self._since = datetime.now(UTC)
-        self._state = state
-        self._failures = 0
-
-    def _fail_state(self, problem: str) -> None:
-        self._failures += 1
-        self._last_error = problem
-        self._state = "reconnecting"
-        log.warning(
-            "event=channel_failing channel=telegram failures=%d problem=%r",
-            self._failures,
-            problem,
-        )
-
     def status(self) -> dict[str, Any]:
         """State for ``/api/channels`` and ``/readyz``."""
         return {
             "name": PLATFORM,
             "mode": self._settings.mode,
-            "state": self._state,
-            "connected": self._state.startswith("connected"),
-            "since": self._since.isoformat() if self._since else None,
-            "consecutive_failures": self._failures,
-            "last_error": self._last_error,
+            **self._health.as_dict(),
             "bot": self._identity.username if self._identity else None,
         }
 
