@@ -36,6 +36,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from channels.health import ChannelHealth
 from channels.markup import SLACK_LIMIT
 from channels.markup.slack import escape_mrkdwn
+from channels.pacing import SendPacer
 from channels.slack.errors import delivery_error, slack_error
 from channels.slack.normalize import PLATFORM, BotIdentity, message_ref, normalize, parse_ref
 from channels.slack.notices import EphemeralNotices
@@ -56,6 +57,7 @@ log = logging.getLogger("switchboard.channels.slack")
 
 WEB_TIMEOUT_S = 15
 MAX_BACKOFF_S = 60.0
+CHANNEL_INTERVAL_S = 1.0
 _AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
 Response = tuple[int, dict[str, str], bytes]
 
@@ -91,6 +93,9 @@ class SlackChannel:
         self._app.event(re.compile(".*"))(self._acknowledge)
         self._app.action(re.compile(".*"))(self._acknowledge)
         self._notices = EphemeralNotices(self.web)
+        # chat.postMessage allows about one message a second per channel (Slack's rate
+        # limits, "special" tier); updates are paced the same way, so bursts queue here.
+        self._pacer = SendPacer(interval_for=lambda _: CHANNEL_INTERVAL_S)
         self._host: ChannelHost | None = None
         self._identity: BotIdentity | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -228,6 +233,7 @@ class SlackChannel:
             target = parse_ref(edit_message_id)
             if target is None:
                 return await self._post(key, outcome)
+            await self._pacer.wait(key.chat)
             await self.web.chat_update(
                 channel=target[0], ts=target[1], text=outcome.text, blocks=outcome.blocks
             )
@@ -237,6 +243,7 @@ class SlackChannel:
         preview = parse_ref(edit_message_id)
         if preview is not None and chunks:
             # The answer replaces its streamed preview; any further chunks follow it.
+            await self._pacer.wait(key.chat)
             await self.web.chat_update(channel=preview[0], ts=preview[1], text=chunks[0].text)
             sent, chunks = message_ref(*preview), chunks[1:]
         for chunk in chunks:
@@ -254,6 +261,7 @@ class SlackChannel:
         shown = text if len(text) <= SLACK_LIMIT else text[: SLACK_LIMIT - 1] + "…"
         shown = escape_mrkdwn(shown)  # &, < and > are control characters even unformatted
         target = parse_ref(message_id)
+        await self._pacer.wait(key.chat)
         if target is not None:
             await self.web.chat_update(channel=target[0], ts=target[1], text=shown)
             return message_ref(*target)
@@ -263,6 +271,7 @@ class SlackChannel:
         return message_ref(str(response.get("channel", key.chat)), str(response["ts"]))
 
     async def _post(self, key: ConversationKey, message: SlackText) -> str:
+        await self._pacer.wait(key.chat)
         response = await self.web.chat_postMessage(
             channel=key.chat,
             text=message.text,

@@ -33,8 +33,9 @@ from aiogram.exceptions import (
 from aiogram.types import CallbackQuery, Message, ReplyParameters, Update
 
 from channels.health import ChannelHealth
+from channels.pacing import SendPacer
 from channels.telegram.normalize import PLATFORM, BotIdentity, message_ref, normalize, parse_ref
-from channels.telegram.pacing import SendPacer
+from channels.telegram.pacing import telegram_pacer
 from channels.telegram.render import (
     TelegramText,
     approval_message,
@@ -64,7 +65,7 @@ class TelegramChannel:
         self._settings = settings
         api = TelegramAPIServer.from_base(settings.api_base.rstrip("/"))
         self.bot = Bot(settings.token.reveal(), session=AiohttpSession(api=api))
-        self._pacer = pacer or SendPacer()
+        self._pacer = pacer or telegram_pacer()
         self._host: ChannelHost | None = None
         self._identity: BotIdentity | None = None
         self._health = ChannelHealth("telegram")

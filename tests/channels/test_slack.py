@@ -205,7 +205,10 @@ async def test_long_answers_are_split_and_rendered_as_mrkdwn(world: World) -> No
     paragraph = "A **bold** claim with `code` and <angle> & ampersand. " * 40
     world.llm.push(Reply(text="\n\n".join([paragraph] * 4)))
     asked = await world.event(world.slack.mention(GENERAL, ALICE, "write a lot"))
-    parts = await eventually(lambda: (m := world.slack.messages(GENERAL)) and len(m) >= 3 and m)
+    started = asyncio.get_running_loop().time()
+    parts = await eventually(lambda: (m := world.slack.messages(GENERAL)) and len(m) >= 4 and m)
+    # Paced at about one message a second per channel (Slack's limit for chat.postMessage).
+    assert asyncio.get_running_loop().time() - started >= 2.5
     await asyncio.sleep(0.2)
     parts = world.slack.messages(GENERAL)
     assert len(parts) == 4 and all(len(m.text) <= 3000 for m in parts)
