@@ -239,6 +239,17 @@ class DiscordChannel:
             raise DeliveryRetry("Discord is not connected yet")
         return await self._outbound.deliver(client, item, edit_message_id=edit_message_id)
 
+    async def preview(
+        self, key: ConversationKey, text: str, *, message_id: str | None, in_reply_to: str | None
+    ) -> str:
+        """Show an answer while it streams: sent once, then edited; returns its ref."""
+        client = self._client
+        if client is None or client.user is None:
+            raise DeliveryRetry("Discord is not connected yet")  # the preview is dropped
+        return await self._outbound.preview(
+            client, key, text, message_id=message_id, in_reply_to=in_reply_to
+        )
+
     async def typing(self, key: ConversationKey) -> None:
         """Show "typing..." while an answer is being prepared (best effort)."""
         client = self._client

@@ -9,6 +9,8 @@ and nonce again) and raises ``RateLimited`` for longer ones, which become
 good. A reply references the message it answers (``fail_if_not_exists`` false, so a deleted
 question does not lose the answer); the reply to an ``/ask`` replaces its "thinking..."
 placeholder while the interaction token is valid, and later replies reference that answer.
+A slow answer is previewed while it streams (one plain message, edited); the reply row then
+carries the preview's ref as ``edit_message_id`` and its first chunk edits it in place.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from channels.discord.render import (
     outcome_content,
     reply_chunks,
 )
+from channels.markup import DISCORD_LIMIT
 from core.errors import DeliveryRefused, DeliveryRetry
 from core.types import ConversationKey, OutboundItem
 
 SEND_TIMEOUT_S = 60.0  # one delivery, discord.py's own 429 waits included
+PREVIEW_TIMEOUT_S = 10.0  # one preview update; the stream waits for it
+NO_MENTIONS = discord.AllowedMentions.none()  # a preview notifies nobody, not even the asker
 COMMAND_TOKEN_S = 14 * 60.0  # an interaction token works for 15 minutes
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 _REMEMBERED = 1024
@@ -48,6 +53,8 @@ def prepare_rows(item: OutboundItem) -> list[OutboundItem]:
                 "text": chunk,
                 "markup": "platform",
                 "in_reply_to": item.in_reply_to if index == 0 else None,
+                # Only the first chunk replaces the streamed preview; the rest are new messages.
+                "edit_message_id": item.edit_message_id if index == 0 else None,
             }
         )
         for index, chunk in enumerate(reply_chunks(item.text))
@@ -100,12 +107,75 @@ class DiscordOutbound:
             )
             return edit_message_id or ""
         chunks = [item.text] if item.markup == "platform" else reply_chunks(item.text)
+        preview = parse_ref(edit_message_id)
         sent = ""
         for part, chunk in enumerate(chunks):
             reply_to = item.in_reply_to if part == 0 else None
             answered = await self._answer_command(reply_to, chunk) if reply_to else None
+            if answered is None and part == 0 and preview is not None:
+                # The answer replaces its streamed preview; any further chunks follow it.
+                await self._edit(client, preview, chunk, mentions=ALLOWED_MENTIONS)
+                answered = message_ref(*preview)
             sent = answered or await self._send(channel, item, chunk, reply_to=reply_to, part=part)
         return sent
+
+    async def preview(
+        self,
+        client: discord.Client,
+        key: ConversationKey,
+        text: str,
+        *,
+        message_id: str | None,
+        in_reply_to: str | None,
+    ) -> str:
+        """Show an answer while it streams: sent once, then edited; returns its ref.
+
+        Plain text as it comes (half a Markdown answer is not valid markup yet), pinging
+        nobody; an ``/ask`` shows it in its "thinking..." placeholder. No nonce: a preview is
+        not retried (one that fails is dropped), and the outbox row that replaces it has its own.
+        """
+        shown = text if len(text) <= DISCORD_LIMIT else text[: DISCORD_LIMIT - 1] + "\u2026"
+        async with asyncio.timeout(PREVIEW_TIMEOUT_S):  # a stalled preview stalls the stream
+            interaction = self._pending_command(in_reply_to)
+            if interaction is not None:
+                placeholder = await interaction.edit_original_response(
+                    content=shown, allowed_mentions=NO_MENTIONS
+                )
+                channel_id = interaction.channel_id or placeholder.channel.id
+                return message_ref(channel_id, placeholder.id)
+            target = parse_ref(message_id)
+            if target is not None:
+                await self._edit(client, target, shown, mentions=NO_MENTIONS)
+                return message_ref(*target)
+            channel = client.get_partial_messageable(int(key.chat))
+            message = await channel.send(
+                shown,
+                reference=self._reference(channel, in_reply_to),  # type: ignore[arg-type]
+                allowed_mentions=NO_MENTIONS,
+            )
+            return message_ref(channel.id, message.id)
+
+    async def _edit(
+        self,
+        client: discord.Client,
+        target: tuple[int, int],
+        content: str,
+        *,
+        mentions: discord.AllowedMentions,
+    ) -> None:
+        partial = client.get_partial_messageable(target[0]).get_partial_message(target[1])
+        await partial.edit(content=content, allowed_mentions=mentions)
+
+    def _reference(
+        self, channel: discord.PartialMessageable, reply_to: str | None
+    ) -> discord.MessageReference | None:
+        """A reference to the message answered (or to an ``/ask``'s answer), if any."""
+        target = self._answers.get(reply_to, reply_to) if reply_to else None
+        if target is None or not str(target).isdigit():
+            return None
+        return discord.MessageReference(
+            message_id=int(target), channel_id=channel.id, fail_if_not_exists=False
+        )
 
     async def _send(
         self,
@@ -117,17 +187,9 @@ class DiscordOutbound:
         reply_to: str | None = None,
         part: int = 0,
     ) -> str:
-        target = self._answers.get(reply_to, reply_to) if reply_to else None
-        reference = (
-            discord.MessageReference(
-                message_id=int(target), channel_id=channel.id, fail_if_not_exists=False
-            )
-            if target is not None and str(target).isdigit()
-            else None
-        )
         message = await channel.send(
             content,
-            reference=reference,  # type: ignore[arg-type]  # None: not a reply
+            reference=self._reference(channel, reply_to),  # type: ignore[arg-type]  # None: not a reply
             view=view,  # type: ignore[arg-type]  # None: no components
             allowed_mentions=ALLOWED_MENTIONS,
             nonce=self._nonces.for_row(item, part),
@@ -137,12 +199,8 @@ class DiscordOutbound:
 
     async def _answer_command(self, interaction_id: str, content: str) -> str | None:
         """Replace the "thinking..." of an ``/ask`` with its answer; None when it is too late."""
-        pending = self._commands.get(interaction_id)
-        if pending is None:
-            return None
-        started, interaction = pending
-        if asyncio.get_running_loop().time() - started > COMMAND_TOKEN_S:
-            self._commands.pop(interaction_id, None)
+        interaction = self._pending_command(interaction_id)
+        if interaction is None:
             return None
         try:
             message = await interaction.edit_original_response(
@@ -154,6 +212,17 @@ class DiscordOutbound:
         self._commands.pop(interaction_id, None)
         _remember(self._answers, interaction_id, message.id)
         return message_ref(interaction.channel_id or message.channel.id, message.id)
+
+    def _pending_command(self, interaction_id: str | None) -> discord.Interaction | None:
+        """The deferred ``/ask`` ``interaction_id`` names, while its token is valid."""
+        pending = self._commands.get(interaction_id) if interaction_id else None
+        if pending is None or interaction_id is None:
+            return None
+        started, interaction = pending
+        if asyncio.get_running_loop().time() - started > COMMAND_TOKEN_S:
+            self._commands.pop(interaction_id, None)
+            return None
+        return interaction
 
     async def typing(self, client: discord.Client, key: ConversationKey) -> None:
         """Show "typing..." in ``key``'s channel (best effort)."""
