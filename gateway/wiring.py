@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 import gateway
 from channels.telegram import TelegramChannel
@@ -29,6 +29,8 @@ from gateway.api.routes import config as config_routes
 from gateway.api.routes import slack as slack_routes
 from gateway.channel_host import GatewayChannelHost
 from gateway.config_loader import LoadedConfig
+from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gateway.metrics import build_registry, render
 from gateway.redaction import SecretRedactor
 from gateway.reload import ConfigWatcher
 from gateway.runtime import Runtime
@@ -146,6 +148,13 @@ def build_app(
     app.include_router(audit.router)
     app.include_router(chat.router)
     app.include_router(approvals.router)
+    registry = build_registry(lambda: getattr(app.state, "runtime", None))
+
+    @app.get("/metrics", include_in_schema=True, tags=["health"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        """Prometheus text format (needs the admin token, like every route but the probes)."""
+        return Response(render(registry), media_type=METRICS_CONTENT_TYPE)
+
     app.include_router(channels.router)
     app.include_router(slack_routes.router)
     return app

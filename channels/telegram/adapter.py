@@ -80,6 +80,8 @@ class TelegramChannel:
             await self._set_webhook()
             await asyncio.Event().wait()  # updates arrive through handle_webhook
         await self.bot.delete_webhook(drop_pending_updates=False)
+        # Connected from here: the first long poll may wait its full timeout for an update.
+        self._health.ok("connected (polling)")
         await self._poll()
 
     async def _connect(self) -> None:

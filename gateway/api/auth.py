@@ -26,7 +26,7 @@ _UNAUTHORIZED = json.dumps(
 
 def is_protected(path: str) -> bool:
     """True for the paths that need the admin token."""
-    return path.startswith(PROTECTED_PREFIXES) or path in ("/api", "/v1")
+    return path.startswith(PROTECTED_PREFIXES) or path in ("/api", "/v1", "/metrics")
 
 
 class AdminTokenMiddleware:

@@ -319,3 +319,42 @@ async def test_a_rejection_from_the_chat_is_shown_and_nothing_runs(world: World)
     assert final.plain == "Understood, I did not run it."
     runs = (await world.api.get("/api/actions", params={"status": "succeeded"})).json()
     assert not [a for a in runs if a["kind"] == "tool_call"]
+
+
+async def test_a_failing_channel_is_visible_in_status_readyz_and_metrics(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with world_for(workspace, monkeypatch) as world:
+        for _ in range(300):  # until the first poll has gone through
+            if (await world.api.get("/api/channels")).json()["telegram"]["connected"]:
+                break
+            await asyncio.sleep(0.05)
+        metrics = (await world.api.get("/metrics")).text
+        assert 'switchboard_channel_connected{channel="telegram"} 1.0' in metrics
+        assert (await world.api.get("/metrics", headers={"Authorization": ""})).status_code == 401
+    monkeypatch.setenv("SB_TG_TOKEN", "999:WRONG-token")  # Telegram will refuse this bot
+    telegram, llm = FakeTelegram(TOKEN), Script(api_key=LLM_KEY)
+    async with (
+        serve_app(telegram_app(telegram)) as telegram_url,
+        serve_app(openai_api.make_app(llm)) as llm_url,
+    ):
+        text = workspace.read_text()
+        workspace.write_text(text[: text.index("\n[providers.gpt]")])  # the config written above
+        configure(workspace, telegram_url=telegram_url, llm_url=llm_url)
+        async with app_client(workspace) as api:
+
+            async def failing() -> dict[str, Any]:
+                return dict((await api.get("/api/channels")).json()["telegram"])
+
+            for _ in range(300):
+                state = await failing()
+                if state["consecutive_failures"] >= 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert state["connected"] is False and "token" in (state["last_error"] or "")
+            ready = (await api.get("/readyz")).json()
+            assert ready["status"] == "degraded"
+            assert ready["checks"]["channels"]["telegram"]["connected"] is False
+            metrics = (await api.get("/metrics")).text
+            assert 'switchboard_channel_connected{channel="telegram"} 0.0' in metrics
+            assert 'switchboard_channel_consecutive_failures{channel="telegram"}' in metrics
