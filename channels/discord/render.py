@@ -17,11 +17,11 @@ from typing import Any
 
 import discord
 
+from channels.approval_buttons import button_value, parse_button_value
 from channels.markup import DISCORD_LIMIT, split_message, to_discord
 from channels.markup.discord import escape_discord
 from core.types import ApprovalStatus, OutboundItem, PendingApproval
 
-CUSTOM_ID_PREFIX = "sb"
 CUSTOM_ID_LIMIT = 100
 _ARGUMENTS_MAX_CHARS = 1500
 
@@ -50,7 +50,7 @@ ASK_COMMAND_SPEC: dict[str, Any] = {
 
 def custom_id(approval_id: str, *, approve: bool) -> str:
     """What a button sends back when pressed."""
-    value = f"{CUSTOM_ID_PREFIX}:{'y' if approve else 'n'}:{approval_id}"
+    value = button_value(approval_id, approve=approve)
     if len(value) > CUSTOM_ID_LIMIT:
         raise ValueError(f"custom_id {value!r} is over Discord's {CUSTOM_ID_LIMIT} characters")
     return value
@@ -58,10 +58,7 @@ def custom_id(approval_id: str, *, approve: bool) -> str:
 
 def parse_custom_id(value: str | None) -> tuple[str, bool] | None:
     """(approval id, approve?) of a button of ours, or None."""
-    parts = (value or "").split(":", 2)
-    if len(parts) != 3 or parts[0] != CUSTOM_ID_PREFIX or parts[1] not in ("y", "n"):
-        return None
-    return (parts[2], parts[1] == "y") if parts[2] else None
+    return parse_button_value(value)
 
 
 def reply_chunks(markdown: str) -> list[str]:

@@ -33,6 +33,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from channels.approval_buttons import BUTTON_PREFIX
 from channels.health import ChannelHealth
 from channels.markup import SLACK_LIMIT
 from channels.markup.slack import escape_mrkdwn
@@ -41,7 +42,6 @@ from channels.slack.errors import delivery_error, slack_error
 from channels.slack.normalize import PLATFORM, BotIdentity, message_ref, normalize, parse_ref
 from channels.slack.notices import EphemeralNotices
 from channels.slack.render import (
-    ACTION_PREFIX,
     SlackText,
     approval_message,
     outcome_message,
@@ -88,7 +88,7 @@ class SlackChannel:
         )
         self._app.event("app_mention")(self._on_message_event)
         self._app.event("message")(self._on_message_event)
-        self._app.action(re.compile(rf"^{ACTION_PREFIX}:[yn]:"))(self._on_button)
+        self._app.action(re.compile(rf"^{BUTTON_PREFIX}:[yn]:"))(self._on_button)
         # Anything else Slack sends is acknowledged, so it is not retried for nothing.
         self._app.event(re.compile(".*"))(self._acknowledge)
         self._app.action(re.compile(".*"))(self._acknowledge)

@@ -15,11 +15,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from channels.approval_buttons import button_value, parse_button_value
 from channels.markup import SLACK_LIMIT, split_message, to_slack_mrkdwn
 from channels.markup.slack import escape_mrkdwn
 from core.types import ApprovalStatus, OutboundItem, PendingApproval
 
-ACTION_PREFIX = "sb"
 ACTIONS_BLOCK_ID = "sb_decision"
 _ARGUMENTS_MAX_CHARS = 1500
 _VALUE_MAX_CHARS = 2000  # Slack's limit for a button's value
@@ -36,7 +36,7 @@ class SlackText:
 
 def action_value(approval_id: str, *, approve: bool) -> str:
     """What a button sends back when pressed (its ``value`` and ``action_id``)."""
-    value = f"{ACTION_PREFIX}:{'y' if approve else 'n'}:{approval_id}"
+    value = button_value(approval_id, approve=approve)
     if len(value) > _VALUE_MAX_CHARS:
         raise ValueError(f"button value {value!r} is over Slack's {_VALUE_MAX_CHARS} characters")
     return value
@@ -44,10 +44,7 @@ def action_value(approval_id: str, *, approve: bool) -> str:
 
 def parse_action(value: str | None) -> tuple[str, bool] | None:
     """(approval id, approve?) of a button press of ours, or None."""
-    parts = (value or "").split(":", 2)
-    if len(parts) != 3 or parts[0] != ACTION_PREFIX or parts[1] not in ("y", "n") or not parts[2]:
-        return None
-    return parts[2], parts[1] == "y"
+    return parse_button_value(value)
 
 
 def _request_lines(approval: PendingApproval) -> list[str]:

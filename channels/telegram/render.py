@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from channels.approval_buttons import button_value, parse_button_value
 from channels.markup import TELEGRAM_LIMIT, split_telegram_html, to_telegram_html
 from core.types import ApprovalStatus, OutboundItem, PendingApproval
 
-CALLBACK_PREFIX = "sb"
 _ARGUMENTS_MAX_CHARS = 1500
 
 
@@ -33,7 +33,7 @@ class TelegramText:
 
 def callback_data(approval_id: str, *, approve: bool) -> str:
     """What a button sends back when pressed."""
-    data = f"{CALLBACK_PREFIX}:{'y' if approve else 'n'}:{approval_id}"
+    data = button_value(approval_id, approve=approve)
     if len(data.encode()) > 64:
         raise ValueError(f"callback data {data!r} is over Telegram's 64 bytes")
     return data
@@ -41,10 +41,7 @@ def callback_data(approval_id: str, *, approve: bool) -> str:
 
 def parse_callback(data: str | None) -> tuple[str, bool] | None:
     """(approval id, approve?) of a button press of ours, or None."""
-    parts = (data or "").split(":", 2)
-    if len(parts) != 3 or parts[0] != CALLBACK_PREFIX or parts[1] not in ("y", "n"):
-        return None
-    return parts[2], parts[1] == "y"
+    return parse_button_value(data)
 
 
 def _request_lines(approval: PendingApproval) -> list[str]:
