@@ -12,8 +12,8 @@ against ``[security] approvers`` here, answered at once, and carried out in the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -112,7 +112,7 @@ class GatewayChannelHost:
     def start(self, supervisor: Supervisor) -> None:
         """Every adapter, its delivery worker and the inbound processor, supervised."""
         for name, adapter in self.adapters.items():
-            supervisor.start(f"channel:{name}", _bind(adapter.run, self))
+            supervisor.start(f"channel:{name}", functools.partial(adapter.run, self))
             supervisor.start(f"delivery:{name}", self._workers[name].run)
         supervisor.start("inbound-processor", self._process_forever)
         supervisor.start("decisions", self._settle_forever)
@@ -245,10 +245,3 @@ class GatewayChannelHost:
             name: {**adapter.status(), "sent": self._workers[name].sent}
             for name, adapter in self.adapters.items()
         }
-
-
-def _bind(run: Callable[[ChannelHost], Awaitable[None]], host: ChannelHost) -> Any:
-    async def runner() -> None:
-        await run(host)
-
-    return runner
