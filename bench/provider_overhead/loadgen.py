@@ -78,34 +78,78 @@ async def one(conn: Connection, payload: bytes, *, start: float | None = None) -
     return Sample(total=end - start, first_byte=(first or end) - start, status=status)
 
 
+class OpenLoop:
+    """Open-loop load on one target: a request every 1/rate s regardless of answers.
+
+    Latency counts from when a request was due, not when it was sent, so a stalled server
+    shows (no coordinated omission). Connections are opened once and reused.
+    """
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._payload = target.request()
+        self._idle: asyncio.Queue[Connection] = asyncio.Queue()
+        self.samples: list[Sample] = []
+
+    async def open(self, pool: int = 64) -> None:
+        for _ in range(pool):
+            self._idle.put_nowait(await connect(self.target))
+
+    async def _fire(self, scheduled: float) -> None:
+        conn = await self._idle.get()
+        self.samples.append(await one(conn, self._payload, start=scheduled))
+        self._idle.put_nowait(conn)
+
+    async def run(self, *, rate: float, seconds: float) -> None:
+        """Fire ``rate * seconds`` requests on schedule and wait for every answer."""
+        tasks: list[asyncio.Task[None]] = []
+        start = time.perf_counter()
+        for index in range(int(rate * seconds)):
+            due = start + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self._fire(due)))
+        await asyncio.gather(*tasks)
+
+    async def close(self) -> None:
+        await _close(self._idle)
+
+
 async def fixed_rate(
     target: Target, *, rate: float, seconds: float, pool: int = 64
 ) -> list[Sample]:
-    """Open-loop load: a request every 1/rate s regardless of answers (no coordinated omission)."""
-    payload = target.request()
-    idle: asyncio.Queue[Connection] = asyncio.Queue()
-    for _ in range(pool):
-        idle.put_nowait(await connect(target))
-    samples: list[Sample] = []
-    tasks: list[asyncio.Task[None]] = []
+    """Open-loop load on one target for ``seconds``."""
+    loop = OpenLoop(target)
+    await loop.open(pool)
+    try:
+        await loop.run(rate=rate, seconds=seconds)
+    finally:
+        await loop.close()
+    return loop.samples
 
-    async def fire(scheduled: float) -> None:
-        conn = await idle.get()
-        # Latency counts from when the request was due, so a stalled server shows.
-        samples.append(await one(conn, payload, start=scheduled))
-        idle.put_nowait(conn)
 
-    start = time.perf_counter()
-    count = int(rate * seconds)
-    for index in range(count):
-        due = start + index / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(fire(due)))
-    await asyncio.gather(*tasks)
-    await _close(idle)
-    return samples
+async def interleaved(
+    targets: list[Target], *, rate: float, seconds: float, block: float = 0.5
+) -> list[list[Sample]]:
+    """Each target at ``rate`` for ``seconds`` in all, taking turns in ``block``-second slices.
+
+    On a shared machine the background load drifts within seconds; measuring two targets
+    one after the other would credit one of them with a quiet minute. Taking turns every
+    half second exposes both to the same conditions, and the upstream behind them still
+    sees one target's rate at a time.
+    """
+    loops = [OpenLoop(target) for target in targets]
+    for loop in loops:
+        await loop.open()
+    try:
+        for _ in range(max(1, round(seconds / block))):
+            for loop in loops:
+                await loop.run(rate=rate, seconds=block)
+    finally:
+        for loop in loops:
+            await loop.close()
+    return [loop.samples for loop in loops]
 
 
 async def saturate(target: Target, *, concurrency: int, seconds: float) -> tuple[int, float]:

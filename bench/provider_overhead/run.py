@@ -4,7 +4,8 @@
 
 The gateway runs pinned to CPU 0; the upstream fake and this load generator share CPU 1.
 Added latency = percentile through the gateway minus the same percentile direct to the
-upstream, both at a fixed request rate (open loop). Saturation: closed loop with many
+upstream, both at a fixed request rate (open loop), taking turns every half second so that
+both see the same background load. Saturation: closed loop with many
 connections, requests/s and CPU-ms per request of the gateway process.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.provider_overhead.loadgen import Sample, Target, fixed_rate, saturate
+from bench.provider_overhead.loadgen import Sample, Target, interleaved, saturate
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_CPU, HELPER_CPU = 0, 1
@@ -127,10 +128,10 @@ async def measure(
             json.dumps({"messages": MESSAGES, "stream": stream}).encode(),
             {"Authorization": f"Bearer {token}"},
         )
-        await fixed_rate(via, rate=args.rate, seconds=2)  # warm-up
-        await fixed_rate(direct, rate=args.rate, seconds=2)
-        direct_samples = await fixed_rate(direct, rate=args.rate, seconds=args.seconds)
-        via_samples = await fixed_rate(via, rate=args.rate, seconds=args.seconds)
+        await interleaved([direct, via], rate=args.rate, seconds=2)  # warm-up
+        direct_samples, via_samples = await interleaved(
+            [direct, via], rate=args.rate, seconds=args.seconds
+        )
         failures = sum(1 for s in via_samples if s.status != 200)
         results[kind] = {
             "rate": args.rate,

@@ -8,6 +8,8 @@ connection on each request, which cost a third of the gateway's CPU under load i
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -22,6 +24,49 @@ def host_key(base_url: str) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
 
 
+class UpstreamClient(httpx.AsyncClient):
+    """An ``AsyncClient`` for LLM APIs: requests go straight to the transport.
+
+    LLM APIs authenticate with a header, never redirect an API call and need no cookies,
+    so ``send`` skips httpx's auth flow, redirect loop and cookie jar. Not keeping cookies
+    is deliberate, not only faster: the Set-Cookie of a CDN in front of an API (Cloudflare's
+    ``__cf_bm``) would otherwise be replayed on every later request of every conversation.
+    In ``bench/provider_overhead`` those layers were a quarter of the gateway's CPU per
+    request (the cookie jar alone a tenth: it copies every request and response header into
+    urllib objects even when there is no cookie). Anything that asks for auth or redirects
+    gets httpx's full path.
+    """
+
+    def __init__(self, *, transport: httpx.AsyncBaseTransport, **kwargs: Any) -> None:
+        super().__init__(transport=transport, follow_redirects=False, **kwargs)
+        self._upstream = transport
+
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        """Send ``request`` on the pooled transport (the timeout travels in its extensions)."""
+        if auth is not httpx.USE_CLIENT_DEFAULT or follow_redirects is True:
+            return await super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        if self.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        response = await self._upstream.handle_async_request(request)
+        response.request = request
+        if not stream:
+            try:
+                await response.aread()
+            except BaseException:
+                await response.aclose()
+                raise
+        return response
+
+
 class ClientPool:
     """Creates clients on demand and closes the ones no provider uses any more."""
 
@@ -34,11 +79,10 @@ class ClientPool:
         key = host_key(base_url)
         client = self._clients.get(key)
         if client is None:
-            client = httpx.AsyncClient(
+            client = UpstreamClient(
                 timeout=_BACKSTOP_TIMEOUT,
                 limits=_LIMITS,
                 transport=self._transport or AiohttpTransport(limits=_LIMITS, trust_env=False),
-                follow_redirects=False,
                 trust_env=False,
             )
             self._clients[key] = client

@@ -1,26 +1,36 @@
-"""The hot route served as plain ASGI: non-streaming ``POST /api/chat/multi``.
+"""The hot route served as plain ASGI: ``POST /api/chat/multi``, answers and streams.
 
 Profiling the gateway at saturation showed a third of its CPU in Starlette's and FastAPI's
 per-request machinery (routing, two exception-wrapping layers, the endpoint runner and
 dependency solving) around an endpoint that needs none of it: parse one body, call the
 provider manager, write one JSON answer. This middleware answers that one request shape
 directly, with the same validation, error shape and answer as the FastAPI route (which
-stays the documented one and still serves streams: they need its disconnect handling).
-It sits inside the admin-token middleware, so authentication is already done.
+stays the documented one in OpenAPI). Streams too: Starlette's streaming response runs a
+task group per request to notice a client that goes away; here one task waits for the
+disconnect and the loop checks it between events. It sits inside the admin-token
+middleware, so authentication is already done.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.errors import SwitchboardError
+from core.types import StreamEvent
 from gateway.api.errors import error_response, switchboard_error_response, validation_error_response
-from gateway.api.routes.chat_multi import ChatMultiBody, _dumps, answer_json, to_chat_request
+from gateway.api.routes.chat_multi import (
+    ChatMultiBody,
+    _dumps,
+    answer_json,
+    sse_event,
+    to_chat_request,
+)
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -32,6 +42,16 @@ HOT_PATH = "/api/chat/multi"
 # request is refused before it is read further.
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_INTERNAL_ERROR = (
+    b"event: error\ndata: "
+    + _dumps({"code": "internal_error", "message": "internal error: the gateway log has details"})
+    + b"\n\n"
+)
 
 
 class HotPathMiddleware:
@@ -65,7 +85,7 @@ class HotPathMiddleware:
             )
             return
         if body.stream:
-            await self._app(scope, _replay(raw, receive), send)
+            await _stream(runtime, body, scope, receive, send)
             return
         try:
             result = await runtime.manager.chat(to_chat_request(body), provider=body.provider)
@@ -73,11 +93,7 @@ class HotPathMiddleware:
             await switchboard_error_response(exc)(scope, receive, send)
             return
         except Exception:  # the same last resort as the app's own handler: a bug, logged
-            log.exception("event=unhandled_error path=%s", HOT_PATH)
-            response = error_response(
-                500, "internal_error", "internal error: the gateway log has details"
-            )
-            await response(scope, receive, send)
+            await _internal_error(scope, receive, send)
             return
         payload = _dumps(answer_json(result))
         headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
@@ -101,15 +117,49 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(raw: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands the already-read body to the app, then the real one."""
-    sent = False
+async def _internal_error(scope: Scope, receive: Receive, send: Send) -> None:
+    log.exception("event=unhandled_error path=%s", HOT_PATH)
+    response = error_response(500, "internal_error", "internal error: the gateway log has details")
+    await response(scope, receive, send)
 
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        return await receive()  # what comes after the body: the client's disconnect
 
-    return replay
+async def _stream(
+    runtime: Runtime, body: ChatMultiBody, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Server-sent events; errors before the first event answer JSON with their status."""
+    events: AsyncIterator[StreamEvent] = runtime.manager.stream(
+        to_chat_request(body), provider=body.provider
+    )
+    try:
+        try:
+            first = await anext(events)
+        except SwitchboardError as exc:
+            await switchboard_error_response(exc)(scope, receive, send)
+            return
+        except Exception:
+            await _internal_error(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        # The body is read: the next message is the disconnect (or the end of the response).
+        gone = asyncio.ensure_future(receive())
+        try:
+            await send({"type": "http.response.body", "body": sse_event(first), "more_body": True})
+            try:
+                async for event in events:
+                    if gone.done():
+                        return  # the client left: stop reading from the provider
+                    chunk = sse_event(event)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except Exception:
+                # Headers are out: end the stream with an error event, never truncate silently.
+                log.exception("event=unhandled_error path=%s", HOT_PATH)
+                await send(
+                    {"type": "http.response.body", "body": _INTERNAL_ERROR, "more_body": True}
+                )
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
