@@ -19,6 +19,7 @@ found ``running`` after a crash is marked failed and never run again.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
@@ -29,8 +30,10 @@ from typing import Any
 from core.canonical import canonical_json, sha256_hex
 from core.config import SecuritySection
 from core.errors import ApprovalConflict, NotFound, PermissionDenied
+from core.log_context import log_context
 from core.ports import AuditSink
 from core.storage.action_repo import ActionRepository, StoredAction
+from core.storage.paging import PagePosition
 from core.types import (
     Action,
     ActionKind,
@@ -40,6 +43,8 @@ from core.types import (
     ConversationKey,
     SecurityLevel,
 )
+
+log = logging.getLogger("switchboard.approvals")
 
 Clock = Callable[[], datetime]
 OPERATOR_PREFIX = "operator:"
@@ -185,6 +190,11 @@ class ApprovalService:
         approval = await self._repo.get_approval(approval_id)
         if approval is None:
             raise NotFound(f"no approval with id {approval_id!r}")
+        with log_context(action_id=approval.action_id):
+            return await self._decide(approval, approve=approve, decider=decider)
+
+    async def _decide(self, approval: Approval, *, approve: bool, decider: str) -> Approval:
+        approval_id = approval.id
         outcome = "approve" if approve else "reject"
         try:
             self._authorize(approval, decider)
@@ -202,6 +212,12 @@ class ApprovalService:
             await self._audit_click(approval, decider, outcome, "already decided")
             raise ApprovalConflict(_already(current or approval))
         await self._audit_click(current, decider, outcome, current.status.value)
+        log.info(
+            "event=approval_decided approval=%s status=%s decider=%s",
+            approval_id,
+            current.status.value,
+            decider,
+        )
         return current
 
     def _authorize(self, approval: Approval, decider: str) -> None:
@@ -340,10 +356,14 @@ class ApprovalService:
         return await self._repo.approval_for_action(action_id)
 
     async def list_approvals(
-        self, statuses: list[ApprovalStatus], limit: int = 100
+        self,
+        statuses: list[ApprovalStatus],
+        limit: int = 100,
+        *,
+        after: PagePosition | None = None,
     ) -> list[Approval]:
-        """Newest first."""
-        return await self._repo.list_approvals(statuses=statuses, limit=limit)
+        """Newest first; ``after`` (the last approval of a page) starts the next page."""
+        return await self._repo.list_approvals(statuses=statuses, limit=limit, after=after)
 
     async def list_actions(
         self,
@@ -352,10 +372,11 @@ class ApprovalService:
         levels: list[SecurityLevel],
         conversation: ConversationKey | None,
         limit: int = 100,
+        after: PagePosition | None = None,
     ) -> list[StoredAction]:
-        """Newest first, filtered."""
+        """Newest first, filtered; ``after`` (the last action of a page) starts the next page."""
         return await self._repo.list_actions(
-            statuses=statuses, levels=levels, conversation=conversation, limit=limit
+            statuses=statuses, levels=levels, conversation=conversation, limit=limit, after=after
         )
 
     async def get_action(self, action_id: str) -> StoredAction:

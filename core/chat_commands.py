@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.approvals import OPERATOR_PREFIX
+from core.budget_status import status_lines
 from core.errors import ApprovalConflict, NotFound, PermissionDenied
 from core.orchestration_parts import OrchestrationParts
 from core.types import (
@@ -35,7 +36,7 @@ Talk to me in plain words; these commands are answered by the gateway itself:
 /reset - forget this conversation (history and /model, /provider choices)
 /model [NAME | provider/NAME | default] - show or choose the model here
 /provider [NAME | default] - show or choose the provider here
-/status - providers, this conversation's settings, pending approvals
+/status - providers, this conversation's settings, pending approvals, usage and budgets
 /approve ID, /reject ID - decide a pending approval (approvers only)"""
 
 Settle = Callable[[Approval, ConversationKey], Awaitable[TurnResult | None]]
@@ -89,15 +90,16 @@ class ChatCommands:
         return HELP_TEXT
 
     async def _reset(self, _: str, message: InboundMessage) -> str:
-        key = message.conversation
+        count = await self.reset(message.conversation, actor=message.sender.identity)
+        return f"Done: forgot {count} messages. The next message starts a new conversation."
+
+    async def reset(self, key: ConversationKey, *, actor: str) -> int:
+        """What ``/reset`` does: forget the history and overrides, audited; how many went."""
         count = await self._parts.conversations.repo.reset(key, now=self._parts.clock())
         await self._parts.audit.append(
-            "conversation.reset",
-            actor=message.sender.identity,
-            conversation=str(key),
-            data={"messages": count},
+            "conversation.reset", actor=actor, conversation=str(key), data={"messages": count}
         )
-        return f"Done: forgot {count} messages. The next message starts a new conversation."
+        return count
 
     async def _provider(self, argument: str, message: InboundMessage) -> str:
         manager = self._parts.manager()
@@ -177,6 +179,9 @@ class ChatCommands:
         )
         waiting = [s for s in pending if s.action.kind is ActionKind.TOOL_CALL]
         lines.append(f"Pending approvals here: {len(waiting)}.")
+        if self._parts.budgets is not None:
+            identity = message.sender.identity
+            lines.extend(await status_lines(self._parts.budgets, identity, key))
         return "\n".join(lines)
 
     async def _approve(self, argument: str, message: InboundMessage) -> str | TurnResult:

@@ -23,6 +23,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from core.budget_config import BudgetsSection
 from core.errors import ConfigError, SecretError
 from core.providers.registry import known_types
 from core.suggest import did_you_mean
@@ -107,6 +108,8 @@ class GatewaySection(Section):
     port: int = Field(default=8080, ge=1, le=65535)
     admin_token: SecretRef | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # "text": key=value lines; "json": one JSON object per line (`run --log-format` wins).
+    log_format: Literal["text", "json"] = "text"
     reload_interval_s: float = Field(default=1.0, gt=0, le=5)
 
     @property
@@ -399,6 +402,7 @@ class GatewayConfig(Section):
     routing: RoutingSection = RoutingSection()
     channels: ChannelsSection = ChannelsSection()
     tools: ToolsSection = ToolsSection()
+    budgets: BudgetsSection = BudgetsSection()
 
     @property
     def default_provider(self) -> str | None:

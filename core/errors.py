@@ -23,6 +23,7 @@ Every error raised on purpose derives from :class:`SwitchboardError` and carries
     │   └── ApprovalConflict            the approval was already decided
     ├── PermissionDenied                authenticated, but not allowed (403)
     ├── RateLimited(retry_after)        too many requests (429)
+    │   └── BudgetExceeded              a token budget or daily request limit is used up
     ├── ToolError(tool)                 a tool refused or failed; the message goes to the model
     ├── DeliveryError                   a channel could not deliver an outbound message
     │   ├── DeliveryRetry(retry_after)  try again later (rate limit, outage)
@@ -147,6 +148,13 @@ class VaultKeyMismatch(VaultError):
         super().__init__(message)
 
 
+class VaultNotConfigured(VaultError):
+    """A secret must be stored, but the gateway runs without a vault."""
+
+    code = "vault_not_configured"
+    http_status = 409
+
+
 class SecretNotFound(VaultError):
     """No vault entry has this name."""
 
@@ -196,6 +204,12 @@ class RateLimited(SwitchboardError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BudgetExceeded(RateLimited):
+    """A ``[budgets]`` limit is used up; ``retry_after`` is when its UTC day or month ends."""
+
+    code = "budget_exceeded"
 
 
 class DeliveryError(SwitchboardError):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from core.approvals import ApprovalService
+from core.budgets import BudgetGuard
 from core.config import GatewayConfig
 from core.conversations import Conversations
 from core.ports import AuditSink
@@ -41,3 +42,5 @@ class OrchestrationParts:
     inbox: InboxRepository
     audit: AuditSink
     clock: Clock = utc_now
+    # Token budgets and request limits; None: nothing is counted or enforced.
+    budgets: BudgetGuard | None = None

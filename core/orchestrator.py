@@ -24,6 +24,7 @@ from core.approvals import INTERRUPTED, Requested
 from core.chat_commands import ChatCommands, parse_command
 from core.conversations import HISTORY_ROWS
 from core.keyed_locks import KeyedLocks
+from core.log_context import log_context
 from core.orchestration_parts import OrchestrationParts
 from core.parked_turns import ParkedTurns
 from core.policy import RateLimiter, Refusal, check_access
@@ -45,6 +46,8 @@ from core.types import (
 )
 
 log = logging.getLogger("switchboard.orchestrator")
+# Outcomes that mark the inbound message "dropped": nothing was kept or asked.
+_DROPPED = ("denied", "rate_limited", "budget_exceeded", "blocked", "too_long", "ignored")
 
 BLOCKED_TEXT = (
     "This message looks like a prompt-injection attempt ({rules}), so it was not sent to "
@@ -129,7 +132,8 @@ class Orchestrator:
         The conversation's lock is the first thing awaited, so messages processed in
         arrival order are handled in that order.
         """
-        async with self._locks.hold(str(message.conversation)):
+        key = message.conversation
+        async with log_context(conversation=key), self._locks.hold(str(key)):
             if message.sender.is_bot:
                 return TurnResult(status="ignored", conversation=message.conversation, reply="")
             limit = self._parts.config().assistant.max_message_chars
@@ -140,7 +144,7 @@ class Orchestrator:
             return await self._handle_accepted(message, route or Route(), on_delta)
 
     async def _mark(self, message: InboundMessage, result: TurnResult) -> None:
-        handled = result.status not in ("denied", "rate_limited", "blocked", "too_long", "ignored")
+        handled = result.status not in _DROPPED
         await self._parts.inbox.mark(
             platform=message.platform,
             message_id=message.message_id,
@@ -159,7 +163,8 @@ class Orchestrator:
         answered = 0
         for message in await self._parts.inbox.unhandled():
             chat = await self._chat_action_for(message)
-            async with self._locks.hold(str(message.conversation)):
+            key = message.conversation
+            async with log_context(conversation=key), self._locks.hold(str(key)):
                 if chat is None:
                     result = await self._handle_accepted(message, Route(), None)
                 elif chat.action.status is ActionStatus.FAILED and chat.error == INTERRUPTED:
@@ -168,7 +173,7 @@ class Orchestrator:
                     result = None
             if result is not None:
                 log.warning(
-                    "event=message_recovered conversation=%s message=%s",
+                    "event=message_recovered conversation=%s message_id=%s",
                     message.conversation,
                     message.message_id,
                 )
@@ -228,6 +233,12 @@ class Orchestrator:
         command = parse_command(message.text)
         if command is not None:
             return await self._commands.run(command, message)
+        budgets = self._parts.budgets
+        over = (
+            await budgets.check(message.sender.identity, message.conversation) if budgets else None
+        )
+        if over is not None:
+            return await self._refused(message, over)
         verdict = self._parts.defender().screen(message.text, source="user")
         settings = config.security.injection
         decision = policy_action(verdict, on_flag=settings.on_flag, on_block=settings.on_block)
@@ -299,13 +310,14 @@ class Orchestrator:
         return requested
 
     async def _refused(self, message: InboundMessage, refusal: Refusal) -> TurnResult:
+        over_budget = refusal.code == "budget_exceeded"
         await self._parts.audit.append(
-            "message.refused",
+            "budget.exceeded" if over_budget else "message.refused",
             actor=message.sender.identity,
             conversation=str(message.conversation),
-            data={"message_id": message.message_id, "code": refusal.code},
+            data={"message_id": message.message_id, "code": refusal.code, **refusal.details},
         )
-        status = "rate_limited" if refusal.code == "rate_limited" else "denied"
+        status = refusal.code if refusal.code in ("rate_limited", "budget_exceeded") else "denied"
         result = self._result(message, status, refusal.message)
         return result.model_copy(update={"retry_after_s": refusal.retry_after_s})
 
@@ -340,6 +352,11 @@ class Orchestrator:
         ``deliver`` is false), or None when the turn still waits or was resumed elsewhere.
         """
         return await self._parked.settle(approval, deliver=deliver)
+
+    async def reset(self, key: ConversationKey, *, actor: str) -> int:
+        """``/reset`` on behalf of ``actor`` (the admin API), in turn with the chat's messages."""
+        async with self._locks.hold(str(key)):
+            return await self._commands.reset(key, actor=actor)
 
     async def sweep(self) -> int:
         """One pass over decided, overdue and ready approvals (see ``core.parked_turns``)."""

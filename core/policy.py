@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from core.config import AccessSection, GatewayConfig
 from core.types import Sender
@@ -30,6 +30,8 @@ class Refusal:
     code: str
     message: str
     retry_after_s: float | None = None
+    # Extra facts for the audit record (which budget, its limit ...); never secrets.
+    details: Mapping[str, object] = field(default_factory=dict)
 
 
 def channel_allowlist(config: GatewayConfig, platform: str) -> tuple[str, ...]:

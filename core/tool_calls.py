@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import ToolError
+from core.log_context import log_context
 from core.orchestration_parts import OrchestrationParts
 from core.security.injection import policy_action
 from core.types import (
+    Action,
     ActionKind,
     ApprovalStatus,
     ChatMessage,
@@ -108,6 +110,13 @@ class ToolCalls:
         if approval is None:
             text = await self.execute(requested.action.id)
             return ToolOutcome(tool_message(call.id, call.name, text or "error: did not run"))
+        with log_context(action_id=approval.action_id):
+            log.info(
+                "event=approval_asked tool=%s level=%s approval=%s",
+                call.name,
+                level.value,
+                approval.id,
+            )
         pending = PendingApproval(
             id=approval.id,
             action_id=approval.action_id,
@@ -131,33 +140,38 @@ class ToolCalls:
         None means another caller (a concurrent click, another replica) claimed it, or it
         is no longer approved: it runs at most once.
         """
-        claimed = await self._parts.approvals.claim(action_id)
-        if claimed is None:
-            return None
-        action = claimed.action
-        payload = action.payload
+        with log_context(action_id=action_id):
+            claimed = await self._parts.approvals.claim(action_id)
+            if claimed is None:
+                return None
+            action = claimed.action
+            if action.conversation is None:
+                await self._parts.approvals.finish(action_id, error="no conversation")
+                return "error: the action has no conversation"
+            with log_context(conversation=action.conversation):
+                return await self._run(action, action.conversation)
+
+    async def _run(self, action: Action, key: ConversationKey) -> str:
+        action_id, payload = action.id, action.payload
         name = str(payload.get("tool", ""))
-        if action.conversation is None:
-            await self._parts.approvals.finish(action_id, error="no conversation")
-            return "error: the action has no conversation"
         context = ToolContext(
-            conversation=action.conversation,
-            requester=action.requester or "",
-            action_id=action_id,
+            conversation=key, requester=action.requester or "", action_id=action_id
         )
         try:
             result = await self._parts.tools().run(
                 name, payload.get("arguments", {}), context=context
             )
         except ToolError as exc:
+            log.info("event=tool_refused tool=%s problem=%r", name, exc.message)
             await self._parts.approvals.finish(action_id, error=exc.message)
             return f"error: {exc.message}"
         except Exception as exc:  # a broken tool must not take the conversation down with it
             log.exception("event=tool_crashed tool=%s action=%s", name, action_id)
             await self._parts.approvals.finish(action_id, error=f"{type(exc).__name__}: {exc}")
             return f"error: the {name} tool failed unexpectedly ({type(exc).__name__})"
+        log.info("event=tool_ran tool=%s result_chars=%d", name, len(result))
         await self._parts.approvals.finish(action_id, result=result)
-        return await self.screened(result, tool=name, action_id=action_id, key=action.conversation)
+        return await self.screened(result, tool=name, action_id=action_id, key=key)
 
     async def screened(self, text: str, *, tool: str, action_id: str, key: ConversationKey) -> str:
         """The result as it may go back to the model: withheld if the screen blocks it."""

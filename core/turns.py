@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.errors import ContextTooLong, ProviderError, ProviderNotFound
+from core.log_context import log_context
 from core.orchestration_parts import OrchestrationParts
 from core.security.injection import SPOTLIGHT_INSTRUCTION
 from core.tool_calls import ToolCalls
@@ -112,6 +113,10 @@ class TurnEngine:
 
     async def run(self, turn: Turn, *, on_delta: DeltaHandler | None = None) -> TurnResult:
         """Ask, run tools, ask again until the model answers or a call waits for a human."""
+        with log_context(conversation=turn.key, action_id=turn.chat_action_id):
+            return await self._rounds(turn, on_delta)
+
+    async def _rounds(self, turn: Turn, on_delta: DeltaHandler | None) -> TurnResult:
         assistant = self._parts.config().assistant
         usage = Usage()
         rounds = 0
@@ -136,6 +141,7 @@ class TurnEngine:
                 text = f"{broke.partial}\n\n[the answer was cut off: {broke.failed.message}]"
                 return await self._failed(turn, text.strip(), broke.failed.code, usage)
             usage = add_usage(usage, result.usage)
+            await self._record(turn, result)
             calls = result.tool_calls if offer_tools else ()
             assistant_message = ChatMessage(
                 role=Role.ASSISTANT, content=result.content, tool_calls=calls
@@ -198,6 +204,17 @@ class TurnEngine:
             "".join(text),
         )
 
+    async def _record(self, turn: Turn, result: ChatResult) -> None:
+        budgets = self._parts.budgets
+        if budgets is not None:
+            await budgets.record(
+                user=turn.requester,
+                conversation=turn.key,
+                provider=result.provider,
+                model=result.model,
+                usage=result.usage,
+            )
+
     async def _run_calls(self, turn: Turn, calls: tuple[ToolCall, ...]) -> list[PendingApproval]:
         outcomes = [
             await self._tools.request(
@@ -218,6 +235,16 @@ class TurnEngine:
     ) -> TurnResult:
         await self._parts.approvals.finish(
             turn.chat_action_id, result=result.content[:_RESULT_CHARS]
+        )
+        log.info(
+            "event=chat_answered provider=%s model=%s finish=%s tool_rounds=%d "
+            "input_tokens=%d output_tokens=%d",
+            result.provider,
+            result.model,
+            result.finish_reason,
+            rounds,
+            usage.input_tokens,
+            usage.output_tokens,
         )
         await self._parts.audit.append(
             "chat.answered",
@@ -250,6 +277,7 @@ class TurnEngine:
         self, turn: Turn, result: ChatResult, pending: list[PendingApproval], usage: Usage
     ) -> TurnResult:
         await self._parts.approvals.park(turn.chat_action_id)
+        log.info("event=chat_waiting approvals=%d", len(pending))
         return TurnResult(
             status="awaiting_approval",
             conversation=turn.key,

@@ -296,6 +296,7 @@ TurnStatus = Literal[
     "ignored",  # a bot's own or another bot's message
     "denied",  # the access policy refused the sender
     "rate_limited",  # the sender's rate limit is exhausted
+    "budget_exceeded",  # a token budget or daily request limit is used up
     "blocked",  # the injection screen blocked the message
     "too_long",  # the message is over [assistant] max_message_chars
     "failed",  # no provider could answer; the reply says what to do

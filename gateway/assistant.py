@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from core.approvals import ApprovalPolicy, ApprovalService
+from core.budgets import BudgetGuard
 from core.config import GatewayConfig
 from core.conversations import Conversations
 from core.orchestration_parts import OrchestrationParts
@@ -27,6 +28,7 @@ from core.storage.action_repo import ActionRepository
 from core.storage.conversation_repo import ConversationRepository
 from core.storage.inbox_repo import InboxRepository
 from core.storage.notes_repo import NotesRepository
+from core.storage.usage_repo import UsageRepository
 from core.tools import ToolRegistry, build_tools
 
 if TYPE_CHECKING:
@@ -68,6 +70,8 @@ class Assistant:
             policy=lambda: ApprovalPolicy.from_section(config().security),
             audit=audit,
         )
+        # Reads [budgets] on every check: a config edit applies to the next message.
+        self.budgets = BudgetGuard(UsageRepository(db), settings=lambda: config().budgets)
         parts = OrchestrationParts(
             config=config,
             manager=manager,
@@ -77,6 +81,7 @@ class Assistant:
             conversations=Conversations(self.conversations),
             inbox=InboxRepository(db),
             audit=audit,
+            budgets=self.budgets,
         )
         self.orchestrator = Orchestrator(parts)
 

@@ -100,6 +100,7 @@ class GatewayChannelHost:
         self._queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
         self._decisions: asyncio.Queue[Approval] = asyncio.Queue()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._received: dict[str, int] = {}
 
     def add(self, adapter: Adapter) -> None:
         """Serve ``adapter``'s platform through this host."""
@@ -128,6 +129,7 @@ class GatewayChannelHost:
     async def receive(self, message: InboundMessage) -> None:
         """Into the inbox (durable), then to the processor; a redelivery is dropped."""
         if await self._runtime.orchestrator.accept(message):
+            self._received[message.platform] = self._received.get(message.platform, 0) + 1
             self._queue.put_nowait(message)
 
     async def decide(self, *, approval_id: str, approve: bool, decider: str) -> DecisionOutcome:
@@ -214,7 +216,7 @@ class GatewayChannelHost:
             await self._enqueue(items, inbound=ref)
         except Exception:  # stays "accepted": answered after the next restart
             log.exception(
-                "event=processing_failed conversation=%s message=%s",
+                "event=processing_failed conversation=%s message_id=%s",
                 message.conversation,
                 message.message_id,
             )
@@ -240,8 +242,13 @@ class GatewayChannelHost:
                 worker.wake.set()
 
     def status(self) -> dict[str, dict[str, Any]]:
-        """Each adapter's state, with its outbox counters."""
+        """Each adapter's state, with its message counters (since start)."""
         return {
-            name: {**adapter.status(), "sent": self._workers[name].sent}
+            name: {
+                **adapter.status(),
+                "received": self._received.get(name, 0),
+                "sent": self._workers[name].sent,
+                "failed": self._workers[name].failed,
+            }
             for name, adapter in self.adapters.items()
         }

@@ -16,10 +16,12 @@ from gateway.cli_audit import add_audit_commands
 from gateway.cli_chat import add_chat_command
 from gateway.cli_providers import add_provider_commands
 from gateway.cli_support import EXIT_FAILED, EXIT_OK, fail, run_command
+from gateway.cli_usage import add_usage_command
 from gateway.cli_vault import add_vault_commands
 from gateway.config_loader import DEFAULT_CONFIG_NAME, config_path, load_config
 from gateway.init_cmd import init_workspace
-from gateway.redaction import SecretRedactor, configure_logging
+from gateway.log_format import configure_logging
+from gateway.redaction import SecretRedactor
 from gateway.runtime import connect_database, open_vault
 from gateway.schema import upgrade_to_head
 from gateway.secrets import database_url, resolve_secrets
@@ -61,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--migrate", action="store_true", help="migrate the database first")
     run.add_argument("--host", help="override [gateway] host")
     run.add_argument("--port", type=int, help="override [gateway] port")
+    run.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="override [gateway] log_format: key=value text, or one JSON object per line",
+    )
     run.set_defaults(handler=cmd_run)
 
     add_chat_command(commands, common)
@@ -68,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_commands(commands, common)
     add_provider_commands(commands, common)
     add_approval_commands(commands, common)
+    add_usage_command(commands, common)
     return parser
 
 
@@ -138,7 +146,12 @@ async def _run(args: argparse.Namespace) -> int:
 
     loaded = load_config(config_path(args.config))
     redactor = SecretRedactor()
-    configure_logging(level=loaded.config.gateway.log_level, redactor=redactor)
+    settings = loaded.config.gateway
+    configure_logging(
+        level=settings.log_level,
+        redactor=redactor,
+        log_format=args.log_format or settings.log_format,
+    )
     await serve(loaded, redactor=redactor, migrate=args.migrate, host=args.host, port=args.port)
     return EXIT_OK
 

@@ -14,7 +14,8 @@ from channels.console import ConsoleChannel
 from core.turns import Route
 from gateway.cli_support import EXIT_BAD_CONFIG, EXIT_OK, fail, run_command
 from gateway.config_loader import config_path, load_config
-from gateway.redaction import SecretRedactor, configure_logging
+from gateway.log_format import configure_logging
+from gateway.redaction import SecretRedactor
 from gateway.runtime import Runtime
 
 _USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")

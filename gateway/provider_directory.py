@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 import httpx
 
 from core.config import DEFAULT_BASE_URLS, KEYED_PROVIDER_TYPES, GatewayConfig, ProviderSection
-from core.errors import Conflict, ProviderBadRequest, SecretNotFound, VaultError
+from core.errors import (
+    Conflict,
+    ProviderBadRequest,
+    SecretNotFound,
+    VaultError,
+    VaultNotConfigured,
+)
 from core.providers.base import ProviderOptions
 from core.providers.manager import ProviderManager, ProviderSpec, RoutingPolicy
 from core.providers.registry import known_types
@@ -210,9 +216,9 @@ class ProviderDirectory:
         secret_name = None
         if registration.api_key:
             if self._vault is None:
-                raise VaultError(
-                    "cannot store the api_key: [security] vault_key is not set "
-                    "(switchboard init writes one)"
+                raise VaultNotConfigured(
+                    "cannot store the api_key: [security] vault_key is not set; set it "
+                    "(switchboard init writes one) and restart, or register without a key"
                 )
             secret_name = vault_entry_for(name)
             self._redactor.add(registration.api_key)

@@ -1,7 +1,11 @@
-"""Keeping secrets out of logs: every resolved secret value is masked by the log formatter."""
+"""Keeping secrets out of logs: every resolved secret value is masked by the log formatter.
+
+The formatters themselves and ``configure_logging`` live in ``gateway.log_format``.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -18,12 +22,17 @@ class SecretRedactor:
         self._values: tuple[str, ...] = ()
 
     def add(self, value: str) -> None:
-        """Remember a secret value (longest first, so a secret inside another is masked whole)."""
+        """Remember a secret value (longest first, so a secret inside another is masked whole).
+
+        Its escaped forms are masked too: ``repr()`` (a ``%r`` in a message or exception)
+        and JSON (an error body quoting a request) write quotes and backslashes otherwise.
+        """
         if len(value) < _MIN_SECRET_LENGTH:
             return
+        forms = {value, repr(value)[1:-1], json.dumps(value)[1:-1]}
         with self._lock:
-            if value not in self._values:
-                self._values = tuple(sorted({*self._values, value}, key=len, reverse=True))
+            if not forms <= set(self._values):
+                self._values = tuple(sorted({*self._values, *forms}, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret replaced by ``[redacted]``."""
@@ -45,17 +54,3 @@ class RedactingFormatter(logging.Formatter):
 
 
 LOG_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
-
-
-def configure_logging(*, level: str, redactor: SecretRedactor) -> None:
-    """Route every log line (ours, uvicorn's, SQLAlchemy's) through the redacting formatter."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(RedactingFormatter(LOG_FORMAT, redactor=redactor))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True

@@ -20,6 +20,7 @@ from core.storage.audit_repo import AuditRepository
 from gateway.assistant import Assistant
 from gateway.config_loader import LoadedConfig
 from gateway.provider_directory import ProviderDirectory
+from gateway.provider_metrics import ProviderMetrics
 from gateway.redaction import SecretRedactor
 from gateway.schema import check_schema, upgrade_to_head
 from gateway.secrets import database_url, read_local_secret, resolve_secrets
@@ -74,6 +75,7 @@ class Runtime:
         redactor: SecretRedactor,
         providers: ProviderDirectory,
         audit: AuditLog,
+        provider_metrics: ProviderMetrics | None = None,
     ) -> None:
         self.holder = holder
         self.db = db
@@ -81,6 +83,8 @@ class Runtime:
         self.redactor = redactor
         self.providers = providers
         self.audit = audit
+        # What the provider manager reports (it was built with this as its observer).
+        self.provider_metrics = provider_metrics or ProviderMetrics()
         self.assistant = Assistant(
             config=lambda: self.holder.current.config,
             db=db,
@@ -152,7 +156,8 @@ class Runtime:
         Raises ``SchemaOutOfDate``, ``StorageError``, ``VaultKeyMismatch`` or ``ConfigErrors``.
         """
         db = await connect_database(loaded, redactor=redactor, migrate=migrate)
-        manager = ProviderManager()
+        provider_metrics = ProviderMetrics()
+        manager = ProviderManager(observer=provider_metrics)
         try:
             vault = await open_vault(loaded, db=db, redactor=redactor)
             await resolve_secrets(
@@ -180,6 +185,7 @@ class Runtime:
             redactor=redactor,
             providers=providers,
             audit=audit,
+            provider_metrics=provider_metrics,
         )
 
     async def close(self) -> None:

@@ -15,6 +15,7 @@ from gateway.config_loader import LoadedConfig
 from gateway.redaction import SecretRedactor
 from gateway.runtime import Runtime
 from gateway.wiring import build_app
+from gateway.write_coalescing import CoalescingHttpToolsProtocol
 
 log = logging.getLogger("switchboard.server")
 
@@ -48,6 +49,7 @@ async def serve(
             access_log=False,
             lifespan="on",
             server_header=False,
+            http=CoalescingHttpToolsProtocol,
         )
         server = _Server(config)
         loop = asyncio.get_running_loop()

@@ -11,10 +11,11 @@ from fastapi import FastAPI, Response
 
 import gateway
 from channels.telegram import TelegramChannel
-from gateway.api.auth import AdminTokenMiddleware
+from gateway.api.auth import AdminTokenMiddleware, is_protected
 from gateway.api.errors import install_error_handlers
 from gateway.api.fast_body import install_body_components
 from gateway.api.hot_path import HotPathMiddleware
+from gateway.api.openapi_docs import complete_openapi
 from gateway.api.routes import (
     approvals,
     audit,
@@ -26,11 +27,16 @@ from gateway.api.routes import (
     status,
 )
 from gateway.api.routes import config as config_routes
+from gateway.api.routes import conversations as conversation_routes
 from gateway.api.routes import slack as slack_routes
+from gateway.api.routes import usage as usage_routes
+from gateway.api.routes.openai_compat import install_openai_compat
 from gateway.channel_host import GatewayChannelHost
 from gateway.config_loader import LoadedConfig
+from gateway.console.routes import install_console
+from gateway.http_metrics import HttpMetricsMiddleware
 from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from gateway.metrics import build_registry, render
+from gateway.metrics import GatewayMetrics
 from gateway.redaction import SecretRedactor
 from gateway.reload import ConfigWatcher
 from gateway.runtime import Runtime
@@ -129,12 +135,19 @@ def build_app(
     app.add_middleware(
         HotPathMiddleware, runtime_source=lambda: getattr(app.state, "runtime", None)
     )
+    install_openai_compat(app, runtime_source=lambda: getattr(app.state, "runtime", None))
     app.add_middleware(AdminTokenMiddleware, token_source=current_token)
+    gateway_metrics = GatewayMetrics(lambda: getattr(app.state, "runtime", None))
+    # Added last, so it is the outermost: it counts and times every request, 401s included.
+    app.add_middleware(
+        HttpMetricsMiddleware, metrics=gateway_metrics.http, openapi=lambda: app.openapi()
+    )
     build_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = install_body_components(build_openapi())
+            spec = install_body_components(build_openapi())
+            app.openapi_schema = complete_openapi(spec, is_protected=is_protected)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -148,13 +161,22 @@ def build_app(
     app.include_router(audit.router)
     app.include_router(chat.router)
     app.include_router(approvals.router)
-    registry = build_registry(lambda: getattr(app.state, "runtime", None))
+    app.include_router(usage_routes.router)
+    app.include_router(conversation_routes.router)
 
-    @app.get("/metrics", include_in_schema=True, tags=["health"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        include_in_schema=True,
+        tags=["health"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         """Prometheus text format (needs the admin token, like every route but the probes)."""
-        return Response(render(registry), media_type=METRICS_CONTENT_TYPE)
+        return Response(await gateway_metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     app.include_router(channels.router)
     app.include_router(slack_routes.router)
+    install_console(app)
     return app

@@ -1,6 +1,7 @@
 """Latency the gateway adds to POST /api/chat/multi, and its throughput on one core.
 
     .venv/bin/python -m bench.provider_overhead.run [--seconds 15] [--rate 200]
+        [--api openai]   # POST /v1/chat/completions instead (model "bench/bench-model")
 
 The gateway runs pinned to CPU 0; the upstream fake and this load generator share CPU 1.
 Added latency = percentile through the gateway minus the same percentile direct to the
@@ -124,8 +125,7 @@ async def measure(
         via = Target(
             "127.0.0.1",
             gw_port,
-            "/api/chat/multi",
-            json.dumps({"messages": MESSAGES, "stream": stream}).encode(),
+            *_via(args.api, stream=stream),
             {"Authorization": f"Bearer {token}"},
         )
         await interleaved([direct, via], rate=args.rate, seconds=2)  # warm-up
@@ -152,6 +152,16 @@ async def measure(
             "cpu_utilisation": cpu / elapsed,
         }
     return results
+
+
+def _via(api: str, *, stream: bool) -> tuple[str, bytes]:
+    """The gateway route and body measured: ``/api/chat/multi`` or ``/v1/chat/completions``."""
+    if api == "openai":
+        body = {"model": "bench/bench-model", "messages": MESSAGES, "stream": stream}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return "/v1/chat/completions", json.dumps(body).encode()
+    return "/api/chat/multi", json.dumps({"messages": MESSAGES, "stream": stream}).encode()
 
 
 def _added(direct: list[Sample], via: list[Sample], attr: str) -> dict[str, float]:
@@ -185,6 +195,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--api", choices=["multi", "openai"], default="multi")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args()
     if shutil.which("taskset") is None:

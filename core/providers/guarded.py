@@ -23,8 +23,17 @@ from core.errors import (
 )
 from core.ports import Provider
 from core.providers.base import ProviderOptions, broken_stream
+from core.providers.observer import NO_OBSERVER, CallMode, ProviderObserver, error_class
 from core.providers.resilience import CircuitBreaker, Random, retry_pause
-from core.types import ChatRequest, ChatResult, HealthStatus, StreamDone, StreamEvent, StreamFailed
+from core.types import (
+    ChatRequest,
+    ChatResult,
+    HealthStatus,
+    StreamDone,
+    StreamEvent,
+    StreamFailed,
+    Usage,
+)
 
 log = logging.getLogger("switchboard.providers")
 
@@ -79,6 +88,7 @@ class GuardedProvider:
     models: tuple[float, list[str]] | None = None
     health: tuple[float, HealthStatus] | None = None
     health_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    observer: ProviderObserver = NO_OBSERVER
 
     @property
     def name(self) -> str:
@@ -87,6 +97,16 @@ class GuardedProvider:
 
     async def chat(self, request: ChatRequest, timing: RetryTiming) -> ChatResult:
         """A complete answer, retried on rate limits within the deadline."""
+        started = asyncio.get_running_loop().time()
+        try:
+            result = await self._chat(request, timing)
+        except ProviderError as exc:
+            self._observe("chat", started, error=error_class(exc))
+            raise
+        self._observe("chat", started, model=result.model, usage=result.usage)
+        return result
+
+    async def _chat(self, request: ChatRequest, timing: RetryTiming) -> ChatResult:
         self.breaker.before_call()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.spec.timeout_s
@@ -101,6 +121,7 @@ class GuardedProvider:
                         if pause is None or loop.time() + pause >= deadline:
                             raise
                         attempt += 1
+                        self.observer.retried(provider=self.name, error=error_class(exc))
                         await timing.sleep(pause)
                         continue
                     break
@@ -119,6 +140,22 @@ class GuardedProvider:
 
     async def stream(self, request: ChatRequest, timing: RetryTiming) -> AsyncIterator[StreamEvent]:
         """Events; errors before the first one raise, later ones end with ``StreamFailed``."""
+        started = asyncio.get_running_loop().time()
+        try:
+            first, upstream = await self._first_event(request, timing)
+        except ProviderError as exc:
+            self._observe("stream", started, error=error_class(exc))
+            raise
+        try:
+            async for event in self._relay(first, upstream, started):
+                yield event
+        finally:
+            self.limiter.release()
+
+    async def _first_event(
+        self, request: ChatRequest, timing: RetryTiming
+    ) -> tuple[StreamEvent, AsyncIterator[StreamEvent]]:
+        """The upstream's first event and the rest of it; the limiter is held on return."""
         self.breaker.before_call()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.spec.timeout_s
@@ -133,7 +170,7 @@ class GuardedProvider:
                 upstream = self.provider.stream(request)
                 try:
                     async with asyncio.timeout_at(deadline):
-                        first = await anext(upstream)
+                        return await anext(upstream), upstream
                 except StopAsyncIteration:
                     error = broken_stream(self.name, "it ended before any event")
                     self._failed(error)
@@ -150,20 +187,18 @@ class GuardedProvider:
                         self._failed(exc)
                         raise
                     attempt += 1
+                    self.observer.retried(provider=self.name, error=error_class(exc))
                     await timing.sleep(pause)
-                    continue
                 except ProviderError as exc:
                     await aclose(upstream)
                     self._failed(exc)
                     raise
-                break
-            async for event in self._relay(first, upstream):
-                yield event
-        finally:
+        except BaseException:
             self.limiter.release()
+            raise
 
     async def _relay(
-        self, first: StreamEvent, upstream: AsyncIterator[StreamEvent]
+        self, first: StreamEvent, upstream: AsyncIterator[StreamEvent], started: float
     ) -> AsyncIterator[StreamEvent]:
         event = first
         try:
@@ -171,6 +206,7 @@ class GuardedProvider:
                 yield event
                 if isinstance(event, StreamDone):
                     self.breaker.record_success()
+                    self._observe("stream", started, model=event.model, usage=event.usage)
                     return
                 try:
                     event = await anext(upstream)
@@ -178,6 +214,7 @@ class GuardedProvider:
                     raise broken_stream(self.name, "it ended without its end event") from None
         except ProviderError as exc:
             self._failed(exc)
+            self._observe("stream", started, error=error_class(exc))
             log.warning(
                 "event=stream_broken provider=%s code=%s problem=%r",
                 self.name,
@@ -202,6 +239,20 @@ class GuardedProvider:
             pause,
         )
         return pause
+
+    def _observe(
+        self,
+        mode: CallMode,
+        started: float,
+        *,
+        error: str | None = None,
+        model: str | None = None,
+        usage: Usage | None = None,
+    ) -> None:
+        seconds = asyncio.get_running_loop().time() - started
+        self.observer.call_finished(
+            provider=self.name, mode=mode, seconds=seconds, error=error, model=model, usage=usage
+        )
 
     def _failed(self, exc: ProviderError) -> None:
         if _unwell(exc):

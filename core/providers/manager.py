@@ -30,12 +30,23 @@ from core.errors import (
 )
 from core.providers.clients import ClientPool
 from core.providers.guarded import GuardedProvider, ProviderSpec, RetryTiming, Sleep, aclose
+from core.providers.observer import NO_OBSERVER, ProviderObserver, error_class
 from core.providers.registry import provider_factory
 from core.providers.resilience import CircuitBreaker, Clock, Random
 from core.suggest import did_you_mean
 from core.types import ChatRequest, ChatResult, HealthStatus, StreamEvent
 
 log = logging.getLogger("switchboard.providers")
+
+
+@dataclass(frozen=True)
+class OpenedStream:
+    """A stream whose first event has arrived, and who is answering."""
+
+    first: StreamEvent
+    events: AsyncIterator[StreamEvent]
+    provider: str
+    model: str
 
 
 @dataclass(frozen=True)
@@ -56,7 +67,10 @@ def falls_back(exc: ProviderError) -> bool:
 
 
 class ProviderManager:
-    """Owns every provider, its HTTP client, breaker, limiter and caches."""
+    """Owns every provider, its HTTP client, breaker, limiter and caches.
+
+    ``observer`` hears of every call, retry and fallback (the gateway's metrics).
+    """
 
     def __init__(
         self,
@@ -65,8 +79,10 @@ class ProviderManager:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: Random = random.random,
+        observer: ProviderObserver = NO_OBSERVER,
     ) -> None:
         self._clients = clients or ClientPool()
+        self._observer = observer
         self._clock = clock
         self._sleep = sleep
         self._rng = rng
@@ -116,6 +132,7 @@ class ProviderManager:
                 clock=self._clock,
             ),
             limiter=asyncio.Semaphore(spec.max_concurrency),
+            observer=self._observer,
         )
 
     def set_default(self, name: str) -> None:
@@ -174,6 +191,13 @@ class ProviderManager:
                 chain.append((name, None))  # a fallback answers with its own default model
         return chain
 
+    def record_fallback(self, *, provider: str, to: str, exc: ProviderError) -> None:
+        """Tell the observer a request moved on from ``provider`` to ``to`` after ``exc``.
+
+        Callers that walk ``route()`` themselves call it for each hop, as ``chat`` does.
+        """
+        self._observer.fell_back(provider=provider, to=to, error=error_class(exc))
+
     # -- answering ---------------------------------------------------------------------
 
     async def chat(self, request: ChatRequest, *, provider: str | None = None) -> ChatResult:
@@ -187,6 +211,7 @@ class ProviderManager:
             except ProviderError as exc:
                 if index == len(route) - 1 or not falls_back(exc):
                     raise
+                self.record_fallback(provider=name, to=route[index + 1][0], exc=exc)
                 log.warning(
                     "event=provider_fallback provider=%s next=%s code=%s problem=%r",
                     name,
@@ -199,23 +224,44 @@ class ProviderManager:
     def stream(
         self, request: ChatRequest, *, provider: str | None = None
     ) -> AsyncIterator[StreamEvent]:
-        """Normalized events; falls back only before the first event (see the module doc)."""
-        route = self.route(provider=provider, model=request.model)
-        return self._stream_route(route, request)
+        """Normalized events; falls back only before the first event (see the module doc).
 
-    async def _stream_route(
-        self, route: list[tuple[str, str | None]], request: ChatRequest
+        Routing errors (an unknown provider) are raised by the first ``anext``, like every
+        other failure to start.
+        """
+        return self._stream(request, provider)
+
+    async def _stream(
+        self, request: ChatRequest, provider: str | None
     ) -> AsyncIterator[StreamEvent]:
+        opened = await self.open_stream(request, provider=provider)
+        try:
+            yield opened.first
+            async for event in opened.events:
+                yield event
+        finally:
+            await aclose(opened.events)
+
+    async def open_stream(
+        self, request: ChatRequest, *, provider: str | None = None
+    ) -> OpenedStream:
+        """A started stream: its first event, the rest, and which provider and model send it.
+
+        For callers that must name the answering model before relaying the first event
+        (the OpenAI-compatible endpoint puts it in every chunk). The caller closes
+        ``events``. Falls back along the route until one provider produces a first event.
+        """
+        route = self.route(provider=provider, model=request.model)
         for index, (name, model) in enumerate(route):
-            events = self._slots[name].stream(
-                request.model_copy(update={"model": model}), self._timing
-            )
+            slot = self._slots[name]
+            events = slot.stream(request.model_copy(update={"model": model}), self._timing)
             try:
                 first = await anext(events)
             except ProviderError as exc:
                 await aclose(events)
                 if index == len(route) - 1 or not falls_back(exc):
                     raise
+                self.record_fallback(provider=name, to=route[index + 1][0], exc=exc)
                 log.warning(
                     "event=provider_fallback provider=%s next=%s code=%s stream=true",
                     name,
@@ -223,13 +269,12 @@ class ProviderManager:
                     exc.code,
                 )
                 continue
-            try:
-                yield first
-                async for event in events:
-                    yield event
-            finally:
+            except BaseException:
                 await aclose(events)
-            return
+                raise
+            answering = model or slot.spec.options.default_model or ""
+            return OpenedStream(first=first, events=events, provider=name, model=answering)
+        raise AssertionError("unreachable: the route is never empty")
 
     # -- catalogue and health ----------------------------------------------------------
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from core.storage.db import Database, rowcount
 from core.storage.models import ActionRow, ApprovalRow
+from core.storage.paging import PagePosition, after_position
 from core.types import (
     Action,
     ActionKind,
@@ -139,9 +140,9 @@ class ActionRepository:
         conversation: ConversationKey | None = None,
         levels: Sequence[SecurityLevel] = (),
         limit: int = 100,
-        before: datetime | None = None,
+        after: PagePosition | None = None,
     ) -> list[StoredAction]:
-        """Newest first, filtered."""
+        """Newest first, filtered; ``after`` (the last action of a page) starts the next page."""
         query = select(ActionRow).order_by(ActionRow.created_at.desc(), ActionRow.id.desc())
         if statuses:
             query = query.where(ActionRow.status.in_([s.value for s in statuses]))
@@ -149,8 +150,10 @@ class ActionRepository:
             query = query.where(ActionRow.conversation == _conversation_text(conversation))
         if levels:
             query = query.where(ActionRow.level.in_([level.value for level in levels]))
-        if before is not None:
-            query = query.where(ActionRow.created_at < before)
+        if after is not None:
+            query = query.where(
+                after_position(ActionRow.created_at, ActionRow.id, after, ids_descending=True)
+            )
         async with self._db.session() as session:
             rows = (await session.scalars(query.limit(limit))).all()
         return [_action(row) for row in rows]
@@ -195,12 +198,20 @@ class ActionRepository:
             return _approval(row) if row is not None else None
 
     async def list_approvals(
-        self, *, statuses: Sequence[ApprovalStatus] = (), limit: int = 100
+        self,
+        *,
+        statuses: Sequence[ApprovalStatus] = (),
+        limit: int = 100,
+        after: PagePosition | None = None,
     ) -> list[Approval]:
-        """Newest first, optionally only some statuses."""
-        query = select(ApprovalRow).order_by(ApprovalRow.created_at.desc(), ApprovalRow.id)
+        """Newest first, optionally only some statuses; ``after`` starts the next page."""
+        query = select(ApprovalRow).order_by(ApprovalRow.created_at.desc(), ApprovalRow.id.desc())
         if statuses:
             query = query.where(ApprovalRow.status.in_([s.value for s in statuses]))
+        if after is not None:
+            query = query.where(
+                after_position(ApprovalRow.created_at, ApprovalRow.id, after, ids_descending=True)
+            )
         async with self._db.session() as session:
             rows = (await session.scalars(query.limit(limit))).all()
         return [_approval(row) for row in rows]
@@ -270,6 +281,14 @@ class ActionRepository:
                 )
                 expired.append(_approval(row))
         return expired
+
+    async def count_approvals(self, status: ApprovalStatus) -> int:
+        """How many approvals have ``status`` (a range of the status index)."""
+        statement = (
+            select(func.count()).select_from(ApprovalRow).where(ApprovalRow.status == status.value)
+        )
+        async with self._db.session() as session:
+            return int(await session.scalar(statement) or 0)
 
     async def interrupted(self) -> list[StoredAction]:
         """Actions left ``running`` by a process that died."""

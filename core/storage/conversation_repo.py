@@ -23,6 +23,7 @@ from sqlalchemy import Select, delete, func, select, update
 
 from core.storage.db import Database, rowcount
 from core.storage.models import ConversationMessageRow, ConversationRow
+from core.storage.paging import PagePosition, after_position
 from core.types import ChatMessage, ConversationKey, Role, ToolCall
 
 
@@ -122,6 +123,20 @@ class ConversationRepository:
             rows = (await session.scalars(statement)).all()
         return [_stored(row) for row in reversed(rows)]
 
+    async def page(
+        self, key: ConversationKey, *, limit: int, before_id: int | None = None
+    ) -> builtins.list[StoredMessage]:
+        """Up to ``limit`` messages, newest first, older than message ``before_id`` if given."""
+        statement = select(ConversationMessageRow).where(
+            ConversationMessageRow.conversation == str(key)
+        )
+        if before_id is not None:
+            statement = statement.where(ConversationMessageRow.id < before_id)
+        statement = statement.order_by(ConversationMessageRow.id.desc()).limit(max(limit, 0))
+        async with self._db.session() as session:
+            rows = (await session.scalars(statement)).all()
+        return [_stored(row) for row in rows]
+
     async def replace_tool_result(
         self, key: ConversationKey, *, tool_call_id: str, content: str, tokens: int, now: datetime
     ) -> bool:
@@ -156,14 +171,21 @@ class ConversationRepository:
             )
             return rowcount(result)
 
-    async def list(self, *, limit: int = 100, offset: int = 0) -> builtins.list[ConversationState]:
-        """Conversations, most recently updated first, each with its message count."""
-        statement = (
-            _state_query()
-            .order_by(ConversationRow.updated_at.desc(), ConversationRow.key)
-            .limit(max(limit, 0))
-            .offset(max(offset, 0))
-        )
+    async def list(
+        self, *, limit: int = 100, after: PagePosition | None = None
+    ) -> builtins.list[ConversationState]:
+        """Conversations, most recently updated first, each with its message count.
+
+        ``after`` is the (``updated_at``, key) of the last conversation of the previous page.
+        """
+        statement = _state_query().order_by(ConversationRow.updated_at.desc(), ConversationRow.key)
+        if after is not None:
+            statement = statement.where(
+                after_position(
+                    ConversationRow.updated_at, ConversationRow.key, after, ids_descending=False
+                )
+            )
+        statement = statement.limit(max(limit, 0))
         async with self._db.session() as session:
             found = (await session.execute(statement)).all()
         return [_state(row, count) for row, count in found]

@@ -6,10 +6,12 @@ models exactly; ``tests/gateway/test_schema.py`` compares them on both backends.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -272,3 +274,37 @@ class OutboundMessageRow(Base):
     approval_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class UsageRow(Base):
+    """Tokens and provider calls of one user in one conversation on one model, per UTC day.
+
+    Written only by an upsert that adds to the counters (core.storage.usage_repo), so any
+    number of processes can record at once without losing a count.
+    """
+
+    __tablename__ = "usage_counters"
+    __table_args__ = (
+        # Serves the upsert and "this user's usage since day D" alike.
+        UniqueConstraint(
+            "user_identity",
+            "day",
+            "conversation",
+            "provider",
+            "model",
+            name="uq_usage_counters_user_day_conversation_provider_model",
+        ),
+        Index("ix_usage_counters_conversation_day", "conversation", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_identity: Mapped[str] = mapped_column(String(256))
+    conversation: Mapped[str] = mapped_column(String(512))
+    provider: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(256))
+    # The calendar day in UTC the calls were made on.
+    day: Mapped[date] = mapped_column(Date(), index=True)
+    input_tokens: Mapped[int] = mapped_column(BigInteger())
+    output_tokens: Mapped[int] = mapped_column(BigInteger())
+    requests: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -160,6 +160,33 @@ class OutboxRepository:
         async with self._db.session() as session:
             return int((await session.execute(statement)).scalar_one())
 
+    async def backlog_by_platform(self) -> dict[str, int]:
+        """Rows waiting to be sent, per platform (platforms with none are left out).
+
+        Cheap however many sent rows the table keeps: the distinct platforms are found one
+        index seek each (a loose index scan), and each count is a range of the
+        (platform, status, id) index.
+        """
+        counts: dict[str, int] = {}
+        platform: str | None = ""
+        async with self._db.session() as session:
+            while True:
+                platform = await session.scalar(
+                    select(func.min(OutboundMessageRow.platform)).where(
+                        OutboundMessageRow.platform > platform
+                    )
+                )
+                if platform is None:
+                    return counts
+                pending = await session.scalar(
+                    select(func.count())
+                    .select_from(OutboundMessageRow)
+                    .where(OutboundMessageRow.platform == platform)
+                    .where(OutboundMessageRow.status == "pending")
+                )
+                if pending:
+                    counts[platform] = int(pending)
+
     async def _move(
         self,
         entry_id: int,

@@ -1,4 +1,6 @@
-"""Bearer admin-token authentication for everything under ``/api`` and ``/v1``.
+"""Bearer admin-token authentication for everything under ``/api``, ``/v1`` and ``/console``.
+
+The web console also accepts its session cookie (``gateway.console.session``), and only there.
 
 A plain ASGI middleware rather than a route dependency, so that unknown paths under the
 protected prefixes answer 401 too (no probing of which routes exist) and the check costs
@@ -9,9 +11,12 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.console.session import CONSOLE_PREFIX, console_admits, refuse_console
 
 PROTECTED_PREFIXES = ("/api/", "/v1/", "/console")
 _UNAUTHORIZED = json.dumps(
@@ -19,6 +24,9 @@ _UNAUTHORIZED = json.dumps(
         "error": {
             "code": "unauthorized",
             "message": "missing or wrong admin token: send 'Authorization: Bearer <admin_token>'",
+            # OpenAI's fields too, so the OpenAI SDKs on /v1 read it like their API's own.
+            "type": "authentication_error",
+            "param": None,
         }
     }
 ).encode()
@@ -46,6 +54,12 @@ class AdminTokenMiddleware:
             return
         expected = self._token_source()
         if expected is not None and not _bearer_matches(scope, expected):
+            if scope["path"].startswith(CONSOLE_PREFIX):  # a browser: its session cookie
+                if console_admits(scope, expected, now=time.time()):
+                    await self._app(scope, receive, send)
+                else:
+                    await refuse_console(scope, send)
+                return
             await send(
                 {
                     "type": "http.response.start",

@@ -27,31 +27,40 @@ async def parse_body(request: Request, model: type[Body]) -> Body:
         raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
-def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+def request_body_schema(model: type[BaseModel], *, namespace: str = "") -> dict[str, Any]:
     """``openapi_extra`` declaring ``model`` as the JSON body of a route.
 
     The model's schema and its sub-models travel under ``COMPONENTS_KEY``;
-    ``install_body_components`` moves them into ``components.schemas``.
+    ``install_body_components`` moves them into ``components.schemas``. ``namespace``
+    prefixes their component names, for bodies whose sub-models share class names with
+    another route's (``MessageIn`` of the OpenAI wire format and of ``/api/chat/multi``).
     """
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    definitions = schema.pop("$defs", {})
-    definitions[model.__name__] = schema
+    schema = model.model_json_schema(ref_template=f"#/components/schemas/{namespace}{{model}}")
+    definitions = {f"{namespace}{name}": d for name, d in schema.pop("$defs", {}).items()}
+    name = f"{namespace}{model.__name__}"
+    definitions[name] = schema
     return {
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-            },
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
         },
         COMPONENTS_KEY: definitions,
     }
 
 
 def install_body_components(openapi: dict[str, Any]) -> dict[str, Any]:
-    """Move every route's ``COMPONENTS_KEY`` schemas into ``components.schemas``."""
+    """Move every route's ``COMPONENTS_KEY`` schemas into ``components.schemas``.
+
+    Two different schemas under one name would document one route with the other's body:
+    that is a bug of ours, refused here (at the first ``/openapi.json``, i.e. in the tests).
+    """
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     for path in openapi.get("paths", {}).values():
         for operation in path.values():
-            if isinstance(operation, dict):
-                schemas.update(operation.pop(COMPONENTS_KEY, {}))
+            if not isinstance(operation, dict):
+                continue
+            for name, definition in operation.pop(COMPONENTS_KEY, {}).items():
+                if name in schemas and schemas[name] != definition:
+                    raise ValueError(f"two request body schemas are named {name!r}")
+                schemas[name] = definition
     return openapi

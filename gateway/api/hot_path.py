@@ -127,9 +127,14 @@ async def _stream(
     runtime: Runtime, body: ChatMultiBody, scope: Scope, receive: Receive, send: Send
 ) -> None:
     """Server-sent events; errors before the first event answer JSON with their status."""
-    events: AsyncIterator[StreamEvent] = runtime.manager.stream(
-        to_chat_request(body), provider=body.provider
-    )
+    try:
+        # Inside the try: an unknown provider is refused when the stream is made, not read.
+        events: AsyncIterator[StreamEvent] = runtime.manager.stream(
+            to_chat_request(body), provider=body.provider
+        )
+    except SwitchboardError as exc:
+        await switchboard_error_response(exc)(scope, receive, send)
+        return
     try:
         try:
             first = await anext(events)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.types import Message
@@ -12,6 +13,7 @@ from starlette.types import Message
 from core.errors import ProviderUnavailable
 from core.types import ChatRequest, StreamDone, StreamEvent, TextDelta
 from gateway.api.hot_path import HotPathMiddleware
+from tests.gateway.conftest import app_client
 
 BODY = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
 
@@ -99,3 +101,17 @@ async def test_a_stream_that_cannot_start_answers_a_json_error() -> None:
     assert sent[0]["status"] == 503
     error = json.loads(sent[1]["body"])["error"]
     assert error["code"] == "provider_unavailable"
+
+
+async def test_a_stream_for_an_unknown_provider_is_a_404(workspace: Path) -> None:
+    async with app_client(workspace) as api:
+        answer = await api.post(
+            "/api/chat/multi",
+            json={
+                "messages": [{"role": "user", "content": "hi"}],
+                "stream": True,
+                "provider": "nope",
+            },
+        )
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "provider_not_found"

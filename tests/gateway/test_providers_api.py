@@ -388,3 +388,19 @@ async def test_the_cli_agrees_with_the_api(
     out = capsys.readouterr().out
     assert "claude" in out and "healthy" in out
     assert KEY not in out
+
+
+async def test_register_with_a_key_but_no_vault_says_how_to_fix_it(workspace: Path) -> None:
+    config = workspace.read_text().replace('vault_key = "file:./data/vault.key"', "")
+    workspace.write_text(config)
+    async with app_client(workspace) as api:
+        response = await api.post(
+            "/api/providers/register",
+            json={"name": "extra", "type": "openai", "api_key": "sk-not-stored-anywhere-123"},
+        )
+        listed = await api.get("/api/providers")
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "vault_not_configured"
+    assert "vault_key" in error["message"]
+    assert "extra" not in {p["name"] for p in listed.json()}

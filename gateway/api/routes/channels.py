@@ -13,14 +13,55 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import RuntimeDep
 from gateway.api.errors import error_response
+from gateway.api.openapi_docs import error_responses
 
 router = APIRouter(tags=["channels"])
 
 
-@router.get("/api/channels", summary="Chat platforms and their connection state")
+class ChannelStatus(BaseModel):
+    """One chat platform's connection; adapters may add fields of their own."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "state": "connected",
+                    "connected": True,
+                    "since": "2026-11-24T17:02:41.554000+00:00",
+                    "consecutive_failures": 0,
+                    "last_error": None,
+                    "sent": 118,
+                }
+            ]
+        },
+    )
+
+    state: str
+    connected: bool
+    since: str | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    sent: int = Field(default=0, description="outbound messages delivered")
+
+
+class WebhookAck(BaseModel):
+    """Telegram's update was kept."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ok": True}]})
+
+    ok: bool
+
+
+@router.get(
+    "/api/channels",
+    summary="Chat platforms and their connection state",
+    response_model=dict[str, ChannelStatus],
+)
 async def list_channels(runtime: RuntimeDep) -> dict[str, dict[str, Any]]:
     """``{name: {"state", "connected", "since", "consecutive_failures", "last_error", ...}}``."""
     return runtime.channel_status()
@@ -29,7 +70,14 @@ async def list_channels(runtime: RuntimeDep) -> dict[str, dict[str, Any]]:
 @router.post(
     "/telegram/webhook",
     summary="Telegram updates (webhook mode)",
-    responses={401: {"description": "missing or wrong secret token"}},
+    response_model=WebhookAck,
+    responses=error_responses(
+        {
+            400: "the update is not JSON",
+            401: "missing or wrong secret token",
+            404: "the Telegram channel is not in webhook mode",
+        }
+    ),
 )
 async def telegram_webhook(request: Request, runtime: RuntimeDep) -> JSONResponse:
     """Kept in the inbox before this answers 200, so Telegram never has to resend it."""

@@ -19,10 +19,11 @@ from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import Conflict, PermissionDenied, RateLimited, SwitchboardError
+from core.errors import BudgetExceeded, Conflict, PermissionDenied, RateLimited, SwitchboardError
 from core.turns import Route
 from core.types import ConversationKey, InboundMessage, Sender, TurnResult
 from gateway.api.deps import RuntimeDep
+from gateway.api.openapi_docs import ERROR_EVENT, TEXT_DELTA_EVENT, sse_events
 
 router = APIRouter(prefix="/api", tags=["chat"])
 API_PLATFORM = "api"
@@ -32,7 +33,17 @@ _ID = r"^[A-Za-z0-9_.@-]{1,128}$"
 class ChatBody(BaseModel):
     """A message to the assistant."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        # Strict: "stream": "yes" or "user": 42 is refused, as the schema says, not coerced.
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"message": "What is the disk usage on the server?", "user": "alice"},
+                {"message": "And now?", "conversation": "ops-room", "stream": True},
+            ]
+        },
+    )
 
     message: str = Field(min_length=1, examples=["What is the disk usage on the server?"])
     user: str = Field(default="admin", pattern=_ID, examples=["alice"])
@@ -63,6 +74,24 @@ class ScreenOut(BaseModel):
 
 class ChatAnswer(BaseModel):
     """What the message came to."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "answered",
+                    "reply": "The root file system is 41% full (12 GB free).",
+                    "provider": "claude",
+                    "model": "claude-sonnet-4-5",
+                    "conversation": "alice",
+                    "action_id": "5f0c9a3e8b2d4c61a7e9f0b1c2d3e4f5",
+                    "pending_approvals": [],
+                    "screen": {"verdict": "allow", "score": 0.0, "rules": []},
+                    "usage": {"input_tokens": 52, "output_tokens": 14, "total_tokens": 66},
+                }
+            ]
+        }
+    )
 
     status: str
     reply: str
@@ -124,6 +153,8 @@ def raise_for(result: TurnResult) -> None:
         raise PermissionDenied(result.reply)
     if result.status == "rate_limited":
         raise RateLimited(result.reply, retry_after=result.retry_after_s)
+    if result.status == "budget_exceeded":
+        raise BudgetExceeded(result.reply, retry_after=result.retry_after_s)
     if result.status == "duplicate":
         raise Conflict("this Idempotency-Key was used before; the message was not handled again")
     if result.status == "too_long":
@@ -154,11 +185,26 @@ def _sse(event: str, data: Any) -> bytes:
     response_model=ChatAnswer,
     summary="A message through the orchestrator",
     responses={
+        200: {
+            "description": "the answer; with `stream: true`, server-sent events: `delta` "
+            "with `{text}`, then `done` with the answer or `error` with `{code, message}` "
+            "(a refusal found once the stream started, e.g. a reused Idempotency-Key)",
+            "content": sse_events(
+                {
+                    "delta": TEXT_DELTA_EVENT,
+                    "done": {"$ref": "#/components/schemas/ChatAnswer"},
+                    "error": ERROR_EVENT,
+                }
+            ),
+        },
         403: {"description": "the access policy refuses the user"},
         404: {"description": "the named provider is not configured"},
         409: {"description": "the Idempotency-Key was used before"},
         413: {"description": "the message is too long"},
-        429: {"description": "the user's rate limit is exhausted"},
+        429: {
+            "description": "the user's rate limit is exhausted (`rate_limited`), or a "
+            "`[budgets]` limit is used up (`budget_exceeded`); `Retry-After` says when to retry"
+        },
         503: {"description": "no provider could answer"},
     },
 )

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from gateway.api.deps import RuntimeDep
 from gateway.api.errors import error_response
+from gateway.api.openapi_docs import error_responses
 
 router = APIRouter(tags=["channels"])
 
@@ -38,7 +39,27 @@ class SlackEventsReceiver(Protocol):
 @router.post(
     "/slack/events",
     summary="Slack Events API and interactivity (HTTP mode)",
-    responses={401: {"description": "missing, wrong or stale Slack signature"}},
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Slack's acknowledgement (a URL verification answers its challenge)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "examples": [{"challenge": "3eZbrw1aBm2rZgRNFdxV"}],
+                    }
+                }
+            },
+        },
+        **error_responses(
+            {
+                401: "missing, wrong or stale Slack signature",
+                404: "the Slack channel is not in HTTP mode",
+                413: "a Slack request is at most 1 MB",
+            }
+        ),
+    },
 )
 async def slack_events(request: Request, runtime: RuntimeDep) -> Response:
     """Verified by Slack's signature; answered once the event is kept."""

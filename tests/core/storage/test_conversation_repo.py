@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from core.storage import Database
 from core.storage.conversation_repo import ConversationRepository
 from core.storage.models import ConversationMessageRow, ConversationRow
+from core.storage.paging import PagePosition
 from core.types import ChatMessage, ConversationKey, Role, ToolCall
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -189,7 +190,9 @@ async def test_list_is_newest_updated_first_with_message_counts(migrated_db: Dat
         (discord, 0),
     ]
     assert listed[0].key.thread == "1700.1"
-    assert [s.key for s in await repo.list(limit=1, offset=1)] == [TELEGRAM]
+    first = await repo.list(limit=1)
+    after = PagePosition(at=first[0].updated_at, id=str(first[0].key))
+    assert [s.key for s in await repo.list(limit=1, after=after)] == [TELEGRAM]
 
     # Activity moves a conversation to the front.
     await repo.ensure(discord, now=T0 + timedelta(3))
