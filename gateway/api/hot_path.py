@@ -71,7 +71,7 @@ class HotPathMiddleware:
         ):
             await self._app(scope, receive, send)
             return
-        raw = await _read_body(receive)
+        raw = await read_body(receive)
         if raw is None:
             await error_response(413, "payload_too_large", "the body is too large")(
                 scope, receive, send
@@ -101,7 +101,8 @@ class HotPathMiddleware:
         await send({"type": "http.response.body", "body": payload})
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when it is over ``MAX_BODY_BYTES``."""
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -30,6 +30,7 @@ from core.errors import SwitchboardError
 from core.providers.guarded import aclose
 from core.providers.manager import ProviderManager
 from core.types import ChatRequest, StreamDone, StreamEvent, StreamFailed, TextDelta, ToolCallEvent
+from gateway.api.hot_path import MAX_BODY_BYTES, read_body
 from gateway.api.openai_render import (
     DONE,
     JSON_HEADERS,
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.api")
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
-MAX_BODY_BYTES = 64 * 1024 * 1024  # as /api/chat/multi: 1,000 messages of 32,000 characters
 
 
 async def _respond(
@@ -221,23 +221,6 @@ def _encode(event: StreamEvent, writer: ChunkWriter) -> tuple[bytes, bool]:
         return writer.finish(event.finish_reason) + tail, True
     failed: StreamFailed = event
     return stream_error_frame(code=failed.code, message=failed.message), True
-
-
-async def read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None when it is over ``MAX_BODY_BYTES``."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks)  # disconnected: the parse fails and says so
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 class OpenAIHotPathMiddleware:
