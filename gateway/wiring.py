@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Response
+from fastapi_offline import FastAPIOffline
 
 import gateway
 from channels.telegram import TelegramChannel
@@ -43,6 +44,7 @@ from gateway.runtime import Runtime
 from gateway.supervisor import Supervisor
 
 log = logging.getLogger("switchboard.gateway")
+DOCS_ASSETS_URL = "/docs-assets"
 
 
 def start_channels(rt: Runtime, supervisor: Supervisor) -> GatewayChannelHost:
@@ -118,11 +120,15 @@ def build_app(
             if owned:
                 await rt.close()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served by the gateway itself (the
+    # fastapi-offline package ships them): FastAPI's defaults load them from a CDN, which
+    # leaves the pages blank on a server without internet access.
+    app = FastAPIOffline(
         title="Switchboard",
         version=gateway.__version__,
         summary="Admin API of the Switchboard chat bot gateway",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS_URL,
     )
 
     def current_token() -> bytes | None:

@@ -11,7 +11,6 @@ import pytest
 # Answered without the admin token: the probes, and the platforms' callbacks (which carry
 # the platform's own signature or secret instead).
 OPEN_PATHS = {"/healthz", "/readyz", "/telegram/webhook", "/slack/events", "/discord/interactions"}
-# Areas of issue #7 still being written; the lead enables the example check for them.
 PAGED_LISTS = {
     "/api/approvals",
     "/api/actions",
@@ -139,3 +138,12 @@ def test_every_list_documents_its_paging(spec: dict[str, Any]) -> None:
     assert {"after_seq", "cursor", "kind"} <= audit
     actions = {p["name"] for p in spec["paths"]["/api/actions"]["get"]["parameters"]}
     assert {"status", "level", "conversation"} <= actions
+
+
+async def test_the_docs_pages_load_their_assets_from_the_gateway(api: httpx.AsyncClient) -> None:
+    for page in ("/docs", "/redoc"):
+        html = (await api.get(page)).text
+        assert "cdn." not in html and "fonts.googleapis" not in html, page
+        assert "/docs-assets/" in html, page
+    asset = await api.get("/docs-assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200 and len(asset.content) > 100_000

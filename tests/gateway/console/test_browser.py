@@ -372,3 +372,16 @@ def test_the_page_says_when_refreshing_fails_and_keeps_the_last_data(
     status = eventually(browser, failure_of_providers, "the failure reported")
     assert "showing data from" in status
     assert "healthy" in text_of(browser, '[data-provider="gpt"]')
+
+
+def test_the_api_docs_render_without_internet_access(browser: WebDriver, live: LiveGateway) -> None:
+    # The browser reaches nothing but loopback: Swagger UI must come from the gateway.
+    browser.get(f"{live.url}/docs")
+    eventually(
+        browser,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) > 20,
+        "the operations rendered by Swagger UI",
+    )
+    assert "/v1/chat/completions" in browser.find_element(By.TAG_NAME, "body").text
+    browser.get(f"{live.url}/redoc")
+    eventually(browser, lambda d: "/api/approvals" in text_of(d, "body"), "ReDoc's page")
