@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -378,6 +378,10 @@ class ApprovalService:
         return await self._repo.list_actions(
             statuses=statuses, levels=levels, conversation=conversation, limit=limit, after=after
         )
+
+    async def actions_of(self, approvals: Sequence[Approval]) -> dict[str, StoredAction]:
+        """The action of each approval, by action id (one query for a whole page)."""
+        return await self._repo.get_actions([a.action_id for a in approvals])
 
     async def get_action(self, action_id: str) -> StoredAction:
         """One action; raises NotFound."""

@@ -122,9 +122,10 @@ async def approvals_panel(runtime: Runtime, _: AuditCheck) -> dict[str, Any]:
     pending = await service.list_approvals([ApprovalStatus.PENDING], limit=PENDING_SHOWN)
     decided_states = [ApprovalStatus.APPROVED, ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED]
     decided = await service.list_approvals(decided_states, limit=RECENT_DECISIONS)
+    actions = await service.actions_of([*pending, *decided])
     return {
-        "pending": [approval_view(a, await service.get_action(a.action_id)) for a in pending][::-1],
-        "decided": [approval_view(a, await service.get_action(a.action_id)) for a in decided],
+        "pending": [approval_view(a, actions.get(a.action_id)) for a in pending][::-1],
+        "decided": [approval_view(a, actions.get(a.action_id)) for a in decided],
     }
 
 

@@ -171,7 +171,8 @@ async def list_approvals(
     if more:
         last = PagePosition(at=approvals[-1].created_at, id=approvals[-1].id)
         announce_next_page(request, response, time_cursor("approvals", last))
-    return [approval_view(a, await runtime.approvals.get_action(a.action_id)) for a in approvals]
+    actions = await runtime.approvals.actions_of(approvals)
+    return [approval_view(a, actions.get(a.action_id)) for a in approvals]
 
 
 @router.get(
