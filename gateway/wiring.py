@@ -11,7 +11,6 @@ from fastapi import FastAPI, Response
 from fastapi_offline import FastAPIOffline
 
 import gateway
-from channels.telegram import TelegramChannel
 from gateway.api.auth import AdminTokenMiddleware, is_protected
 from gateway.api.errors import install_error_handlers
 from gateway.api.fast_body import install_body_components
@@ -52,6 +51,10 @@ def start_channels(rt: Runtime, supervisor: Supervisor) -> GatewayChannelHost:
     host = GatewayChannelHost(rt)
     telegram = rt.config.config.channels.telegram
     if telegram is not None and telegram.enabled:
+        # Only when configured: importing aiogram rebuilds every Telegram type's pydantic
+        # model, which takes seconds (5 s here) of every start-up otherwise.
+        from channels.telegram import TelegramChannel  # noqa: PLC0415
+
         host.add(TelegramChannel(telegram))
     discord_settings = rt.config.config.channels.discord
     if discord_settings is not None and discord_settings.enabled:

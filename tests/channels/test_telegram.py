@@ -17,6 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+# Imported at collection, as the gateway imports it only when Telegram is configured: aiogram's
+# import takes seconds, which would otherwise fall inside the first test's timed start-up.
+import channels.telegram  # noqa: F401
 from tests.fakes import openai_api
 from tests.fakes.llm_script import FakeToolCall, Reply, Script
 from tests.fakes.server import serve_app
