@@ -19,6 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+# Imported at collection, as the gateway imports it only when Slack is configured: inside
+# the first test's timed start-up it would eat into the lifespan's time limit.
+import channels.slack  # noqa: F401
 from tests.fakes import openai_api
 from tests.fakes.llm_script import FakeToolCall, Reply, Script
 from tests.fakes.server import serve_app

@@ -41,7 +41,9 @@ def free_port() -> int:
 async def app_client(workspace: Path) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client on the app built from the workspace (lifespan run), admin token set."""
     app = build_app(load_config(workspace), redactor=SecretRedactor())
-    async with LifespanManager(app) as manager:
+    # Start-up may import a chat platform's library and open a vault (scrypt): seconds on a
+    # loaded CI machine, beyond asgi-lifespan's default 5 s.
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         headers = {"Authorization": f"Bearer {admin_token(workspace)}"}
         async with httpx.AsyncClient(

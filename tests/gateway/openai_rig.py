@@ -84,7 +84,8 @@ max_retries = 0
 async def running_gateway(workspace: Path) -> AsyncIterator[str]:
     """The app built from ``workspace``, lifespan run, served by uvicorn on a free port."""
     app = build_app(load_config(workspace), redactor=SecretRedactor())
-    async with LifespanManager(app) as manager, serve_app(manager.app) as url:
+    lifespan = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
+    async with lifespan as manager, serve_app(manager.app) as url:
         yield url
 
 

@@ -189,7 +189,7 @@ async def test_the_documented_route_answers_like_the_fast_path(workspace: Path) 
     """The FastAPI route (what /docs shows) serves a request the same way, in case the
     middleware ever lets one through."""
     app = build_app(load_config(workspace), redactor=SecretRedactor())
-    async with LifespanManager(app):
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30):
         bare = FastAPI()
         bare.state.runtime = app.state.runtime
         bare.state.openai_chat = OpenAIChatService()

@@ -38,7 +38,7 @@ async def gateway_for(
     workspace: Path, *, base_url: str = "http://gateway"
 ) -> AsyncIterator[Gateway]:
     app = build_app(load_config(workspace), redactor=SecretRedactor())
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         token = admin_token(workspace)
         bearer = {"Authorization": f"Bearer {token}"}
