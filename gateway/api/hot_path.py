@@ -13,16 +13,16 @@ middleware, so authentication is already done.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.errors import SwitchboardError
-from core.types import StreamEvent
+from core.providers.guarded import aclose
+from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import error_response, switchboard_error_response, validation_error_response
 from gateway.api.routes.chat_multi import (
     ChatMultiBody,
@@ -128,32 +128,22 @@ async def _stream(
     runtime: Runtime, body: ChatMultiBody, scope: Scope, receive: Receive, send: Send
 ) -> None:
     """Server-sent events; errors before the first event answer JSON with their status."""
-    try:
-        # Inside the try: an unknown provider is refused when the stream is made, not read.
-        events: AsyncIterator[StreamEvent] = runtime.manager.stream(
-            to_chat_request(body), provider=body.provider
-        )
-    except SwitchboardError as exc:
-        await switchboard_error_response(exc)(scope, receive, send)
-        return
+    events = runtime.manager.stream(to_chat_request(body), provider=body.provider)
     try:
         try:
-            first = await anext(events)
+            first = await anext(events)  # an unknown provider is refused here too
         except SwitchboardError as exc:
             await switchboard_error_response(exc)(scope, receive, send)
             return
         except Exception:
             await _internal_error(scope, receive, send)
             return
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-        # The body is read: the next message is the disconnect (or the end of the response).
-        gone = asyncio.ensure_future(receive())
-        try:
+
+        async def relay() -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
             await send({"type": "http.response.body", "body": sse_event(first), "more_body": True})
             try:
                 async for event in events:
-                    if gone.done():
-                        return  # the client left: stop reading from the provider
                     chunk = sse_event(event)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except Exception:
@@ -163,9 +153,7 @@ async def _stream(
                     {"type": "http.response.body", "body": _INTERNAL_ERROR, "more_body": True}
                 )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            gone.cancel()
+
+        await unless_disconnected(receive, relay)  # a client that left stops the provider
     finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await aclose(events)

@@ -7,20 +7,19 @@ stream each event forwarded the moment it arrives, encoded into a chunk whose en
 was encoded once. The FastAPI route of the same path (documented in OpenAPI) hands its
 body to the same :class:`OpenAIChatService`, so both answer identically.
 
-A stream falls back to the next provider only before its first event (as the manager
-does): this module walks the route itself so that every chunk can name the provider
-that actually answers. A failure before the first event is an HTTP error in OpenAI's
-shape; after it, a ``data: {"error": ...}`` event ends the stream (the SDKs raise on it).
-When the client goes away, the upstream stream is closed at once.
+A stream falls back to the next provider only before its first event
+(``ProviderManager.open_stream``, which also says who answers, so that every chunk names
+the provider and model that actually answer). A failure before the first event is an
+HTTP error in OpenAI's shape; after it, a ``data: {"error": ...}`` event ends the stream
+(the SDKs raise on it). When the client goes away, the upstream stream is closed at once
+(``gateway.api.disconnect``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -29,7 +28,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from core.errors import SwitchboardError
 from core.providers.guarded import aclose
 from core.providers.manager import ProviderManager
-from core.types import ChatRequest, StreamDone, StreamEvent, StreamFailed, TextDelta, ToolCallEvent
+from core.types import StreamDone, StreamEvent, StreamFailed, TextDelta, ToolCallEvent
+from gateway.api.disconnect import unless_disconnected
 from gateway.api.hot_path import MAX_BODY_BYTES, read_body
 from gateway.api.openai_render import (
     DONE,
@@ -43,7 +43,7 @@ from gateway.api.openai_render import (
     stream_error_frame,
     switchboard_error,
 )
-from gateway.api.openai_routing import ModelRouter, Route
+from gateway.api.openai_routing import ModelRouter
 from gateway.api.openai_wire import ChatCompletionBody, invalid_body, to_chat_request
 
 if TYPE_CHECKING:
@@ -75,23 +75,6 @@ async def _internal_error(send: Send) -> None:
     await _respond(send, 500, JSON_HEADERS, body)
 
 
-@dataclass
-class _Watch:
-    """Shared by a stream and its disconnect watcher."""
-
-    task: asyncio.Task[object]
-    done: bool = False
-    client_gone: bool = False
-
-
-async def _watch_disconnect(receive: Receive, watch: _Watch) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    if not watch.done:
-        watch.client_gone = True
-        watch.task.cancel()
-
-
 class OpenAIChatService:
     """Answers Chat Completions requests over the provider manager."""
 
@@ -119,7 +102,7 @@ class OpenAIChatService:
             route = await self.router.resolve(manager, body.model)
             request = to_chat_request(body, model=route.model)
             if body.stream:
-                first, events, model = await self._open_stream(manager, request, route)
+                opened = await manager.open_stream(request, provider=route.provider)
             else:
                 result = await manager.chat(request, provider=route.provider)
                 payload = completion_body(
@@ -137,18 +120,10 @@ class OpenAIChatService:
         writer = ChunkWriter(
             completion_id=self._new_id(),
             created=int(self._wall_clock()),
-            model=model,
+            model=f"{opened.provider}/{opened.model}",
             usage=body.include_usage,
         )
-        await self._relay(first, events, writer=writer, receive=receive, send=send)
-
-    @staticmethod
-    async def _open_stream(
-        manager: ProviderManager, request: ChatRequest, route: Route
-    ) -> tuple[StreamEvent, AsyncIterator[StreamEvent], str]:
-        """The first event, the rest, and ``provider/model`` of who sends them."""
-        opened = await manager.open_stream(request, provider=route.provider)
-        return opened.first, opened.events, f"{opened.provider}/{opened.model}"
+        await self._relay(opened.first, opened.events, writer=writer, receive=receive, send=send)
 
     async def _relay(
         self,
@@ -159,23 +134,15 @@ class OpenAIChatService:
         receive: Receive,
         send: Send,
     ) -> None:
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - always inside a task under an ASGI server
-            raise RuntimeError("a stream must run in a task")
-        watch = _Watch(task)
-        watcher = asyncio.create_task(_watch_disconnect(receive, watch))
-        try:
+        async def stream() -> None:
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             await self._forward(first, events, writer=writer, send=send)
-        except asyncio.CancelledError:
-            if not watch.client_gone or task.uncancel() > 0:
-                raise
-            log.info("event=stream_abandoned api=openai detail=client_disconnected")
+
+        try:
+            if await unless_disconnected(receive, stream):
+                log.info("event=stream_abandoned api=openai detail=client_disconnected")
         finally:
-            watch.done = True
-            watcher.cancel()
             await aclose(events)
-            await asyncio.gather(watcher, return_exceptions=True)
 
     @staticmethod
     async def _forward(
