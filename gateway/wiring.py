@@ -134,19 +134,22 @@ def build_app(
         static_url=DOCS_ASSETS_URL,
     )
 
-    def current_token() -> bytes | None:
+    def runtime_source() -> Runtime | None:
+        """The runtime once the lifespan has opened it."""
         rt: Runtime | None = getattr(app.state, "runtime", None)
+        return rt
+
+    def current_token() -> bytes | None:
+        rt = runtime_source()
         ref = (rt.config if rt else loaded).config.gateway.admin_token
         # reveal() raises on an unresolved reference: a configured token never fails open.
         return ref.reveal().encode() if ref is not None else None
 
     # Added first, so it runs inside the admin-token check (middlewares wrap outwards).
-    app.add_middleware(
-        HotPathMiddleware, runtime_source=lambda: getattr(app.state, "runtime", None)
-    )
-    install_openai_compat(app, runtime_source=lambda: getattr(app.state, "runtime", None))
+    app.add_middleware(HotPathMiddleware, runtime_source=runtime_source)
+    install_openai_compat(app, runtime_source=runtime_source)
     app.add_middleware(AdminTokenMiddleware, token_source=current_token)
-    gateway_metrics = GatewayMetrics(lambda: getattr(app.state, "runtime", None))
+    gateway_metrics = GatewayMetrics(runtime_source)
     # Added last, so it is the outermost: it counts and times every request, 401s included.
     app.add_middleware(
         HttpMetricsMiddleware, metrics=gateway_metrics.http, openapi=lambda: app.openapi()
