@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -43,10 +43,23 @@ class ChannelCollector(Collector):
 
     def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
         self._runtime = runtime
+        self._snapshot: dict[str, dict[str, Any]] | None = None
+
+    def snapshot(self) -> None:
+        """Read the counters now, for the next ``collect``.
+
+        ``GatewayMetrics.render`` takes it before counting the outbox in the database: a
+        row is marked sent before its counter moves, so a scrape never shows a message as
+        sent that its backlog still holds.
+        """
+        runtime = self._runtime()
+        self._snapshot = runtime.channel_status() if runtime is not None else {}
 
     def collect(self) -> Iterator[Metric]:
-        runtime = self._runtime()
-        statuses = runtime.channel_status() if runtime is not None else {}
+        statuses, self._snapshot = self._snapshot, None
+        if statuses is None:
+            runtime = self._runtime()
+            statuses = runtime.channel_status() if runtime is not None else {}
         connected = GaugeMetricFamily(
             "switchboard_channel_connected",
             "1 while the chat platform connection works, else 0",
@@ -132,13 +145,15 @@ class GatewayMetrics:
 
     def __init__(self, runtime: Callable[[], Runtime | None]) -> None:
         self.http = HttpMetrics()
+        self._channels = ChannelCollector(runtime)
         self._store = StoreGauges(runtime)
         self.registry = CollectorRegistry(auto_describe=False)
-        for collector in (ChannelCollector(runtime), ProviderCollector(runtime), self._store):
+        for collector in (self._channels, ProviderCollector(runtime), self._store):
             self.registry.register(collector)
         self.registry.register(self.http)
 
     async def render(self) -> bytes:
         """Every metric in Prometheus text format, the database gauges counted just now."""
+        self._channels.snapshot()
         await self._store.refresh()
         return generate_latest(self.registry)
