@@ -119,7 +119,7 @@ class ConsoleChannel:
         if shown:
             self._write(f"{shown}\n")
 
-    async def deliver(self, result: TurnResult) -> None:
+    async def deliver(self, result: TurnResult, *, answers: InboundMessage | None = None) -> None:
         """A turn finished later (an approval was decided): print it between prompts."""
         shown = render(result)
         if shown:

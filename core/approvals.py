@@ -327,20 +327,26 @@ class ApprovalService:
             )
         return expired
 
-    async def recover_interrupted(self) -> list[str]:
-        """After a crash: actions left running are failed, never run a second time."""
+    async def recover_interrupted(self, action_ids: Sequence[str] | None = None) -> list[str]:
+        """After a crash: actions left running are failed, never run a second time.
+
+        ``action_ids``: those a dead replica left running; None: every running action (one
+        process alone on its database, at start-up). Returns the ids this call failed.
+        """
+        if action_ids is None:
+            action_ids = [stored.action.id for stored in await self._repo.interrupted()]
         ids = []
-        for stored in await self._repo.interrupted():
+        for action_id in action_ids:
             if await self._repo.move_action(
-                stored.action.id,
+                action_id,
                 from_states=[ActionStatus.RUNNING],
                 to=ActionStatus.FAILED,
                 now=self._clock(),
                 error=INTERRUPTED,
             ):
-                ids.append(stored.action.id)
+                ids.append(action_id)
                 await self._audit.append(
-                    "action.interrupted", action_id=stored.action.id, data={"error": INTERRUPTED}
+                    "action.interrupted", action_id=action_id, data={"error": INTERRUPTED}
                 )
         return ids
 

@@ -4,6 +4,10 @@
 are handled in arrival order. A task that already holds a key's lock may enter it again
 (an ``/approve`` typed in the conversation it resumes); that is tracked in a context
 variable, so it follows the task and never leaks into another one.
+
+With ``shared`` locks (several replicas on one PostgreSQL), a key is also held across
+replicas: first this process's lock (arrival order here), then the shared one, waited for
+by polling while another replica handles that conversation.
 """
 
 from __future__ import annotations
@@ -13,14 +17,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
+from core.storage.shared_locks import SharedLocks
+
+# Polling a shared lock another replica holds: from 5 ms up to 200 ms between tries.
+_FIRST_POLL_S, _MAX_POLL_S = 0.005, 0.2
+
 _held: ContextVar[frozenset[str]] = ContextVar("switchboard_held_locks", default=frozenset())
 
 
 class KeyedLocks:
     """Locks created on first use and dropped when nobody holds or waits for them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, shared: SharedLocks | None = None, namespace: str = "key") -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._shared = shared
+        self._namespace = namespace
 
     def __len__(self) -> int:
         return len(self._locks)
@@ -37,7 +48,11 @@ class KeyedLocks:
         token = _held.set(held | {key})
         try:
             async with lock:
-                yield
+                if self._shared is None:
+                    yield
+                else:
+                    async with _hold_shared(self._shared, f"{self._namespace}:{key}"):
+                        yield
         finally:
             _held.reset(token)
             lock, users = self._locks[key]
@@ -49,3 +64,15 @@ class KeyedLocks:
     def is_held(self, key: str) -> bool:
         """True when the current task holds ``key``'s lock."""
         return key in _held.get()
+
+
+@asynccontextmanager
+async def _hold_shared(shared: SharedLocks, name: str) -> AsyncIterator[None]:
+    pause = _FIRST_POLL_S
+    while not await shared.try_acquire(name):
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _MAX_POLL_S)
+    try:
+        yield
+    finally:
+        await shared.release(name)

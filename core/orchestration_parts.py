@@ -19,6 +19,7 @@ from core.ports import AuditSink
 from core.providers.manager import ProviderManager
 from core.security.injection import PromptInjectionDefender
 from core.storage.inbox_repo import InboxRepository
+from core.storage.shared_locks import SharedLocks
 from core.tools.registry import ToolRegistry
 
 Clock = Callable[[], datetime]
@@ -44,3 +45,5 @@ class OrchestrationParts:
     clock: Clock = utc_now
     # Token budgets and request limits; None: nothing is counted or enforced.
     budgets: BudgetGuard | None = None
+    # Locks across replicas (PostgreSQL); None: this process is the only one.
+    shared_locks: SharedLocks | None = None

@@ -65,7 +65,7 @@ class Orchestrator:
         self._tools = ToolCalls(parts)
         self._engine = TurnEngine(parts, self._tools)
         self._commands = ChatCommands(parts, settle=self._settle_from_command)
-        self._locks = KeyedLocks()
+        self._locks = KeyedLocks(shared=parts.shared_locks, namespace="conversation")
         self._sinks: dict[str, ReplySink] = {}
         self._parked = ParkedTurns(
             parts,
@@ -152,8 +152,11 @@ class Orchestrator:
             now=self._parts.clock(),
         )
 
-    async def recover(self) -> int:
-        """At start-up: answer the messages accepted before a crash but never handled.
+    async def recover(self, messages: list[InboundMessage] | None = None) -> int:
+        """Answer messages accepted before a crash but never handled.
+
+        ``messages``: those taken over from a dead replica; None: every unhandled one (one
+        process alone on its database, at start-up).
 
         A message whose turn never started is handled now; one whose turn was cut off by
         the crash is answered from the history as it stands (tools that ran are not run
@@ -161,7 +164,9 @@ class Orchestrator:
         Returns how many were answered; their answers go to the platform's sink.
         """
         answered = 0
-        for message in await self._parts.inbox.unhandled():
+        if messages is None:
+            messages = await self._parts.inbox.unhandled()
+        for message in messages:
             chat = await self._chat_action_for(message)
             key = message.conversation
             async with log_context(conversation=key), self._locks.hold(str(key)):
@@ -177,7 +182,7 @@ class Orchestrator:
                     message.conversation,
                     message.message_id,
                 )
-                await self._deliver(result)
+                await self._deliver(result, answers=message)
                 answered += 1
             await self._parts.inbox.mark(
                 platform=message.platform,
@@ -362,7 +367,7 @@ class Orchestrator:
         """One pass over decided, overdue and ready approvals (see ``core.parked_turns``)."""
         return await self._parked.sweep()
 
-    async def _deliver(self, result: TurnResult) -> None:
+    async def _deliver(self, result: TurnResult, *, answers: InboundMessage | None = None) -> None:
         sink = self._sinks.get(result.conversation.platform)
         if sink is None:
             log.info(
@@ -372,7 +377,7 @@ class Orchestrator:
             )
             return
         try:
-            await sink.deliver(result)
+            await sink.deliver(result, answers=answers)
         except Exception:  # one channel's failure must not stop the sweep for the others
             log.exception(
                 "event=delivery_failed conversation=%s action=%s",

@@ -154,8 +154,13 @@ class NotesStore(Protocol):
 class ReplySink(Protocol):
     """Where a turn that finishes later (after an approval) is delivered: a channel's glue."""
 
-    async def deliver(self, result: TurnResult) -> None:
-        """Send the reply, and ask for any approvals it lists, in the result's conversation."""
+    async def deliver(self, result: TurnResult, *, answers: InboundMessage | None = None) -> None:
+        """Send the reply, and ask for any approvals it lists, in the result's conversation.
+
+        ``answers``: the inbound message this answers, still "accepted" (a recovered one);
+        a sink with a durable queue marks it handled in the same step as it queues the
+        reply, and queues nothing if it was handled already. Others may ignore it.
+        """
         ...
 
     async def approval_closed(self, approval: Approval, conversation: ConversationKey) -> None:

@@ -28,6 +28,7 @@ from core.storage.action_repo import ActionRepository
 from core.storage.conversation_repo import ConversationRepository
 from core.storage.inbox_repo import InboxRepository
 from core.storage.notes_repo import NotesRepository
+from core.storage.shared_locks import SharedLocks
 from core.storage.usage_repo import UsageRepository
 from core.tools import ToolRegistry, build_tools
 
@@ -56,6 +57,8 @@ class Assistant:
         db: Database,
         manager: Callable[[], ProviderManager],
         audit: AuditLog,
+        replica_id: str | None = None,
+        shared_locks: SharedLocks | None = None,
     ) -> None:
         self._config = config
         self.http_client = httpx.AsyncClient(
@@ -66,7 +69,7 @@ class Assistant:
         self.tools: ToolRegistry = self._build_tools(config())
         self.defender = _defender_for(config())
         self.approvals = ApprovalService(
-            ActionRepository(db),
+            ActionRepository(db, owner=replica_id),
             policy=lambda: ApprovalPolicy.from_section(config().security),
             audit=audit,
         )
@@ -79,9 +82,10 @@ class Assistant:
             defender=lambda: self.defender,
             approvals=self.approvals,
             conversations=Conversations(self.conversations),
-            inbox=InboxRepository(db),
+            inbox=InboxRepository(db, owner=replica_id),
             audit=audit,
             budgets=self.budgets,
+            shared_locks=shared_locks,
         )
         self.orchestrator = Orchestrator(parts)
 

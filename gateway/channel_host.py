@@ -7,6 +7,13 @@ conversation; its replies are queued in the outbox in the same transaction that 
 handled, and the delivery worker sends them. Turns that finish later (after an approval)
 and approval outcomes go through the same outbox. Button presses are decisions, checked
 against ``[security] approvers`` here, answered at once, and carried out in the background.
+
+With several replicas on one PostgreSQL, what must run once runs under a shared lock
+(``core.storage.shared_locks``): a platform session that must be single (an adapter with
+``single_session``: Telegram polling, the Discord gateway, Slack Socket Mode) together with
+that platform's delivery worker, or, for webhook-style platforms that every replica
+serves, the delivery worker alone. The other replicas stand by ("standby" in the
+channel's status) and take the lock within ``LEASE_POLL_S`` when its holder dies.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -39,12 +47,16 @@ log = logging.getLogger("switchboard.channels")
 # Messages being processed at once over all channels; more wait in the queue (in order).
 MAX_IN_FLIGHT = 64
 TYPING_EVERY_S = 4.0  # Telegram shows "typing" for 5 s
+LEASE_POLL_S = 1.0  # how often a standby replica tries to take a platform's lock
+STANDBY = "standby"
 
 
 class Adapter(Protocol):
     """What the host needs from a channel adapter."""
 
     name: str
+    # True when only one process at a time may hold the platform connection.
+    single_session: bool
 
     async def run(self, host: ChannelHost) -> None: ...
 
@@ -101,6 +113,8 @@ class GatewayChannelHost:
         self._decisions: asyncio.Queue[Approval] = asyncio.Queue()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._received: dict[str, int] = {}
+        self._locks = runtime.shared_locks
+        self._standby: set[str] = set()  # platforms whose session another replica holds
 
     def add(self, adapter: Adapter) -> None:
         """Serve ``adapter``'s platform through this host."""
@@ -113,10 +127,42 @@ class GatewayChannelHost:
     def start(self, supervisor: Supervisor) -> None:
         """Every adapter, its delivery worker and the inbound processor, supervised."""
         for name, adapter in self.adapters.items():
-            supervisor.start(f"channel:{name}", functools.partial(adapter.run, self))
-            supervisor.start(f"delivery:{name}", self._workers[name].run)
+            session = functools.partial(adapter.run, self)
+            delivery = self._workers[name].run
+            if adapter.single_session:
+                both = functools.partial(_together, session, delivery)
+                supervisor.start(f"channel:{name}", self._leading(f"channel:{name}", name, both))
+            else:
+                supervisor.start(f"channel:{name}", session)
+                supervisor.start(
+                    f"delivery:{name}", self._leading(f"delivery:{name}", None, delivery)
+                )
         supervisor.start("inbound-processor", self._process_forever)
         supervisor.start("decisions", self._settle_forever)
+
+    def _leading(
+        self, lock: str, standby_name: str | None, work: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """``work`` run only while this replica holds ``lock`` (waiting for it first)."""
+
+        async def lead() -> None:
+            if standby_name is not None:
+                self._standby.add(standby_name)
+            announced = False
+            while not await self._locks.try_acquire(lock):
+                if not announced:
+                    log.info("event=standby lock=%s detail='another replica holds it'", lock)
+                    announced = True
+                await asyncio.sleep(LEASE_POLL_S)
+            log.info("event=lock_taken lock=%s replica=%s", lock, self._runtime.replica.id)
+            if standby_name is not None:
+                self._standby.discard(standby_name)
+            try:
+                await _together(work, functools.partial(self._locks.watch, lock))
+            finally:
+                await self._locks.release(lock)
+
+        return lead
 
     async def close(self) -> None:
         """Close every adapter's connections."""
@@ -152,9 +198,14 @@ class GatewayChannelHost:
 
     # -- ReplySink (turns that finish later, approval outcomes) ------------------------
 
-    async def deliver(self, result: TurnResult) -> None:
-        """Queue a resumed turn's answer for its channel."""
-        await self._enqueue(items_for(result), inbound=None)
+    async def deliver(self, result: TurnResult, *, answers: InboundMessage | None = None) -> None:
+        """Queue a resumed (or recovered) turn's answer for its channel.
+
+        With ``answers``, that message is marked handled in the same transaction, so a
+        crash right after can never answer it a second time.
+        """
+        ref = InboundRef(answers.platform, answers.message_id) if answers else None
+        await self._enqueue(items_for(result), inbound=ref)
 
     async def approval_closed(self, approval: Approval, conversation: ConversationKey) -> None:
         """Queue the edit of the approval's message: decision, who, no buttons."""
@@ -246,9 +297,28 @@ class GatewayChannelHost:
         return {
             name: {
                 **adapter.status(),
+                **(
+                    {"state": STANDBY, "connected": False, "detail": "another replica holds it"}
+                    if name in self._standby
+                    else {}
+                ),
                 "received": self._received.get(name, 0),
                 "sent": self._workers[name].sent,
                 "failed": self._workers[name].failed,
             }
             for name, adapter in self.adapters.items()
         }
+
+
+async def _together(*works: Callable[[], Awaitable[None]]) -> None:
+    """Run every ``work`` until the first one ends or fails; then stop the others."""
+    async with asyncio.TaskGroup() as tasks:
+        running = [tasks.create_task(_coro(work)) for work in works]
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for task in running:
+            if task not in done:
+                task.cancel()
+
+
+async def _coro(work: Callable[[], Awaitable[None]]) -> None:
+    await work()

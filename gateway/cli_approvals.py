@@ -41,7 +41,7 @@ def _decider(approve: bool) -> Any:
 
 async def _open(args: argparse.Namespace) -> Runtime:
     loaded = load_config(config_path(args.config))
-    return await Runtime.open(loaded, redactor=SecretRedactor())
+    return await Runtime.open(loaded, redactor=SecretRedactor(), role="cli")
 
 
 async def _list(args: argparse.Namespace) -> int:

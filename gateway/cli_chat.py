@@ -47,7 +47,7 @@ async def _chat(args: argparse.Namespace) -> int:
     loaded = load_config(config_path(args.config))
     redactor = SecretRedactor()
     configure_logging(level="warning", redactor=redactor)
-    runtime = await Runtime.open(loaded, redactor=redactor)
+    runtime = await Runtime.open(loaded, redactor=redactor, role="cli")
     console = ConsoleChannel(
         user=user,
         read_line=_read_stdin_line,

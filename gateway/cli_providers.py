@@ -46,7 +46,7 @@ def _command(work: Work) -> Callable[[argparse.Namespace], int]:
 
 async def _with_runtime(args: argparse.Namespace, work: Work) -> int:
     loaded = load_config(config_path(args.config))
-    runtime = await Runtime.open(loaded, redactor=SecretRedactor())
+    runtime = await Runtime.open(loaded, redactor=SecretRedactor(), role="cli")
     try:
         return await work(runtime, args)
     finally:

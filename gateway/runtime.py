@@ -17,11 +17,14 @@ from core.security.audit import AuditLog
 from core.security.vault import Vault
 from core.storage import Database, ProviderRepository, VaultRepository
 from core.storage.audit_repo import AuditRepository
+from core.storage.replica_repo import ReplicaRepository
+from core.storage.shared_locks import AdvisoryLocks, LocalLocks, SharedLocks
 from gateway.assistant import Assistant
 from gateway.config_loader import LoadedConfig
 from gateway.provider_directory import ProviderDirectory
 from gateway.provider_metrics import ProviderMetrics
 from gateway.redaction import SecretRedactor
+from gateway.replicas import Replica
 from gateway.schema import check_schema, upgrade_to_head
 from gateway.secrets import database_url, read_local_secret, resolve_secrets
 
@@ -76,6 +79,8 @@ class Runtime:
         providers: ProviderDirectory,
         audit: AuditLog,
         provider_metrics: ProviderMetrics | None = None,
+        replica: Replica,
+        shared_locks: SharedLocks,
     ) -> None:
         self.holder = holder
         self.db = db
@@ -83,6 +88,9 @@ class Runtime:
         self.redactor = redactor
         self.providers = providers
         self.audit = audit
+        # This process among the replicas on the database, and the locks they share.
+        self.replica = replica
+        self.shared_locks = shared_locks
         # What the provider manager reports (it was built with this as its observer).
         self.provider_metrics = provider_metrics or ProviderMetrics()
         self.assistant = Assistant(
@@ -90,6 +98,8 @@ class Runtime:
             db=db,
             manager=lambda: self.providers.manager,
             audit=audit,
+            replica_id=replica.id,
+            shared_locks=shared_locks if not db.is_sqlite else None,
         )
         # Set by the app's lifespan when it starts the configured chat platforms.
         self.channels: GatewayChannelHost | None = None
@@ -150,8 +160,10 @@ class Runtime:
         *,
         redactor: SecretRedactor,
         migrate: bool = False,
+        role: str = "gateway",
     ) -> Runtime:
-        """Connect the database (migrating if asked), open the vault, resolve every secret.
+        """Connect the database (migrating if asked), open the vault, resolve every secret,
+        and register this process as a replica (``role``: "gateway" or "cli").
 
         Raises ``SchemaOutOfDate``, ``StorageError``, ``VaultKeyMismatch`` or ``ConfigErrors``.
         """
@@ -178,6 +190,9 @@ class Runtime:
         names = vault_names(loaded)
         if names:
             await audit.append("vault.read", actor="gateway:startup", data={"names": names})
+        replica = Replica(ReplicaRepository(db), role=role)
+        await replica.start()
+        shared_locks: SharedLocks = LocalLocks() if db.is_sqlite else AdvisoryLocks(db.engine)
         return cls(
             holder=ConfigHolder(current=loaded),
             db=db,
@@ -186,10 +201,15 @@ class Runtime:
             providers=providers,
             audit=audit,
             provider_metrics=provider_metrics,
+            replica=replica,
+            shared_locks=shared_locks,
         )
 
     async def close(self) -> None:
-        """Close the providers' and tools' connections and the database."""
+        """Unregister, release shared locks, close the providers' and tools' connections and
+        the database."""
+        await self.shared_locks.close()
+        await self.replica.stop()
         await self.assistant.close()
         await self.providers.manager.close()
         await self.db.close()

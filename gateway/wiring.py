@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ from gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from gateway.metrics import GatewayMetrics
 from gateway.redaction import SecretRedactor
 from gateway.reload import ConfigWatcher
+from gateway.replicas import recover_forever, take_over_dead
 from gateway.runtime import Runtime
 from gateway.supervisor import Supervisor
 
@@ -71,19 +73,6 @@ def start_channels(rt: Runtime, supervisor: Supervisor) -> GatewayChannelHost:
     return host
 
 
-async def recover(rt: Runtime) -> None:
-    """After a crash: fail what was left running, answer what was accepted but not handled.
-
-    Single-process semantics: every action still ``running`` belongs to a process that died.
-    """
-    interrupted = await rt.approvals.recover_interrupted()
-    if interrupted:
-        log.warning("event=actions_interrupted count=%d detail=not_run_again", len(interrupted))
-    answered = await rt.orchestrator.recover()
-    if answered:
-        log.warning("event=messages_recovered count=%d", answered)
-
-
 def build_app(
     loaded: LoadedConfig,
     *,
@@ -110,7 +99,11 @@ def build_app(
         app.state.config_watcher = watcher
         supervisor.start("config-watcher", watcher.run)
         channel_host = start_channels(rt, supervisor)
-        await recover(rt)
+        # What a crashed process (this one's predecessor, or another replica) left undone.
+        answered = await take_over_dead(rt)
+        if answered:
+            log.warning("event=messages_recovered count=%d", answered)
+        supervisor.start("replica-recovery", functools.partial(recover_forever, rt))
         supervisor.start("approval-sweeper", rt.orchestrator.run_sweeper)
         if rt.config.config.gateway.admin_token is None:
             log.warning("event=no_admin_token detail='the API is open to every local user'")

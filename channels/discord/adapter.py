@@ -94,6 +94,9 @@ class DiscordChannel:
 
     def __init__(self, settings: DiscordSection) -> None:
         self._settings = settings
+        # One Gateway connection per bot (without sharding): every replica's would receive
+        # the same events.
+        self.single_session = True
         self._client: _GatewayClient | None = None
         self._host: ChannelHost | None = None
         self._arrival = asyncio.Lock()  # FIFO: messages reach the inbox in Discord's order

@@ -69,6 +69,10 @@ class SlackChannel:
 
     def __init__(self, settings: SlackSection, *, ping_interval_s: float = 10.0) -> None:
         self._settings = settings
+        # Slack spreads an app's events over all its open Socket Mode connections: one
+        # connection keeps a conversation's events in order in one place. HTTP mode events
+        # can land on any replica.
+        self.single_session = settings.mode == "socket"
         self._ping_interval_s = ping_interval_s
         # No retries inside the client: the outbox retries, and a resent post is a duplicate.
         self.web = AsyncWebClient(

@@ -63,6 +63,9 @@ class TelegramChannel:
 
     def __init__(self, settings: TelegramSection, *, pacer: SendPacer | None = None) -> None:
         self._settings = settings
+        # Telegram answers concurrent long polls of one bot with 409 Conflict; webhooks can
+        # land on any replica.
+        self.single_session = settings.mode != "webhook"
         api = TelegramAPIServer.from_base(settings.api_base.rstrip("/"))
         self.bot = Bot(settings.token.reveal(), session=AiohttpSession(api=api))
         self._pacer = pacer or telegram_pacer()

@@ -85,8 +85,10 @@ def _approval(row: ApprovalRow) -> Approval:
 class ActionRepository:
     """Reads and writes ``actions`` and ``approvals``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, owner: str | None = None) -> None:
         self._db = db
+        # This process's replica id, recorded on every action it moves to "running".
+        self._owner = owner
 
     async def add(
         self,
@@ -178,6 +180,8 @@ class ActionRepository:
     ) -> bool:
         """Move an action to ``to`` if it is in one of ``from_states``; True if this call did."""
         values: dict[str, Any] = {"status": to.value, "updated_at": now}
+        if to is ActionStatus.RUNNING and self._owner is not None:
+            values["owner"] = self._owner
         if result is not None:
             values["result"] = result
         if error is not None:
@@ -299,5 +303,6 @@ class ActionRepository:
             return int(await session.scalar(statement) or 0)
 
     async def interrupted(self) -> list[StoredAction]:
-        """Actions left ``running`` by a process that died."""
+        """Every action ``running`` (all of them were left by a dead process when only one
+        process uses the database; with replicas, see ``ReplicaRepository.running_actions_of``)."""
         return await self.list_actions(statuses=[ActionStatus.RUNNING], limit=10_000)

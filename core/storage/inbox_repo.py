@@ -30,8 +30,10 @@ _STATUSES: frozenset[str] = frozenset(get_args(InboxStatus))
 class InboxRepository:
     """Reads and writes ``inbound_messages``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, owner: str | None = None) -> None:
         self._db = db
+        # This process's replica id: the owner of what it accepts, until it is handled.
+        self._owner = owner
 
     async def accept(self, message: InboundMessage, *, now: datetime) -> bool:
         """Record a message as "accepted"; False, changing nothing, if it was seen before."""
@@ -45,6 +47,7 @@ class InboxRepository:
                 payload=message.model_dump_json(),
                 status=_ACCEPTED,
                 received_at=now,
+                owner=self._owner,
             )
             .on_conflict_do_nothing(index_elements=["platform", "message_id"])
         )

@@ -173,6 +173,8 @@ class ActionRow(Base):
     error: Mapped[str | None] = mapped_column(Text(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The replica that last moved it to "running" (see ReplicaRow); NULL before 0008.
+    owner: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
 
 
 class ApprovalRow(Base):
@@ -252,6 +254,8 @@ class InboundMessageRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The replica handling it while "accepted"; taken over when that replica dies.
+    owner: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
 
 
 class OutboundMessageRow(Base):
@@ -308,3 +312,25 @@ class UsageRow(Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger())
     requests: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ReplicaRow(Base):
+    """A live gateway process (or CLI process running turns) and its heartbeat.
+
+    Inbound messages and running actions carry their replica's id; when a replica is
+    gone (its heartbeat stale, or its process dead on this very host), another one
+    takes its work over (``gateway.replicas``).
+    """
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # hostname|boot id|pid namespace: equal only for processes that see the same pids.
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    # The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), so a
+    # reused pid is not mistaken for the replica.
+    process_start: Mapped[int] = mapped_column(BigInteger())
+    role: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

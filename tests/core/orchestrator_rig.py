@@ -101,7 +101,7 @@ class Sink:
         self.delivered: list[TurnResult] = []
         self.closed: list[tuple[str, str, str | None]] = []
 
-    async def deliver(self, result: TurnResult) -> None:
+    async def deliver(self, result: TurnResult, *, answers: InboundMessage | None = None) -> None:
         self.delivered.append(result)
 
     async def approval_closed(self, approval: Approval, conversation: ConversationKey) -> None:

@@ -127,7 +127,9 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     status = "ok"
     if not database["ok"]:
         status = "unavailable"
-    elif holder.errors or not all(c["connected"] for c in channels.values()):
+    elif holder.errors or not all(
+        c["connected"] or c["state"] == "standby" for c in channels.values()
+    ):
         status = "degraded"
     checks = {"database": database, "config": config, "channels": channels}
     body = {"status": status, "checks": checks}
