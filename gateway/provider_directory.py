@@ -3,10 +3,16 @@
 Registered providers are stored in the database, their API keys in the vault (entry
 ``provider.<name>.api_key``). A default set through the API is stored too; it holds until
 the config file names another default (the operator's newer intent wins).
+
+Replicas (several ``switchboard run`` on one database) follow each other's changes: every
+write bumps a generation counter in the same transaction (``ProviderRepository``), and
+``follow_changes`` (called by the config watcher every ``reload_interval_s``) reloads the
+directory when the stored generation is not the one last loaded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -113,15 +119,46 @@ class ProviderDirectory:
         self._redactor = redactor
         self._loaded: LoadedConfig | None = None
         self._sources: dict[str, str] = {}
+        # The stored generation the manager reflects; -1 until the first load.
+        self._generation = -1
+        # One load (or default change) at a time: a slower load must not apply older
+        # rows over a newer one, nor undo a default just set.
+        self._changing = asyncio.Lock()
 
     def source(self, name: str) -> str:
         """``config``, ``registered`` or ``implicit`` (the echo provider of an empty config)."""
         return self._sources.get(name, "config")
 
+    @property
+    def generation(self) -> int:
+        """The stored generation of registrations and settings the manager reflects."""
+        return self._generation
+
     async def load(self, loaded: LoadedConfig) -> None:
         """Apply the config's providers plus the registered ones to the manager."""
+        async with self._changing:
+            await self._load(loaded)
+
+    async def follow_changes(self) -> bool:
+        """Reload when another replica changed registrations or the default; True if so.
+
+        One primary-key read when nothing changed. Raises ``StorageError``.
+        """
+        if self._loaded is None:
+            return False
+        async with self._changing:
+            if await self._repo.generation() == self._generation:
+                return False
+            await self._load(self._loaded)
+        log.info("event=providers_followed generation=%d", self._generation)
+        return True
+
+    async def _load(self, loaded: LoadedConfig) -> None:
         config = loaded.config
         self._loaded = loaded
+        # Read before the rows: a change landing in between is loaded now and again later,
+        # never missed.
+        generation = await self._repo.generation()
         specs = [spec_from_config(n, s) for n, s in config.providers.items()]
         sources = dict.fromkeys(config.providers, "config")
         for registered in await self._repo.list():
@@ -142,6 +179,7 @@ class ProviderDirectory:
         await self.manager.apply(
             specs, policy=policy_from_config(config), default=await self._default(config)
         )
+        self._generation = generation
 
     async def on_config_change(self, old: LoadedConfig, new: LoadedConfig) -> None:
         """Hot reload: the manager follows the edited file."""
@@ -185,16 +223,23 @@ class ProviderDirectory:
 
     async def set_default(self, name: str) -> None:
         """Make ``name`` the default provider, persisted across restarts."""
-        self.manager.set_default(name)
-        configured = self._loaded.config.default_provider if self._loaded else None
-        await self._repo.set_setting(
-            DEFAULT_SETTING, json.dumps({"name": name, "config_default": configured})
-        )
+        async with self._changing:
+            self.manager.set_default(name)
+            configured = self._loaded.config.default_provider if self._loaded else None
+            generation = await self._repo.set_setting(
+                DEFAULT_SETTING, json.dumps({"name": name, "config_default": configured})
+            )
+            if generation == self._generation + 1:
+                # Nobody else wrote since the last load: the manager is already up to date.
+                self._generation = generation
         log.info("event=default_provider_set name=%s", name)
 
     async def register(self, registration: Registration) -> None:
         """Add a provider at run time; its API key goes to the vault, never the database."""
         name, type_name = registration.name, registration.type
+        # Another replica may have registered this name a moment ago: know it before the
+        # vault entry (shared by name) is written.
+        await self.follow_changes()
         if not _NAME.match(name):
             raise ProviderBadRequest(
                 f"provider name {name!r} must be 1-64 of a-z, 0-9, '_' and '-'",

@@ -3,6 +3,16 @@
 The file's stat is polled instead of using inotify: it costs one ``stat`` a second, works
 on every filesystem (bind mounts, network shares, editors that replace the file) and needs
 no extra dependency.
+
+Replicas (several ``switchboard run`` on one database): each one watches its own copy of
+the file. Replicas on one machine share the file and so apply each edit within
+``reload_interval_s`` of each other; replicas on several machines need the same file
+deployed to each (config management), or they run different configs. Each replica applies
+and audits an edit itself: one ``config.applied`` (or ``config.rejected``) record per
+replica, with that replica's generation. Providers registered and defaults set through
+the admin API live in the database instead; the same loop follows them
+(``ProviderDirectory.follow_changes``), so every replica applies them within
+``reload_interval_s`` as well.
 """
 
 from __future__ import annotations
@@ -44,12 +54,32 @@ class ConfigWatcher:
         self._runtime = runtime
         self._path = runtime.config.path
         self._signature = _signature(self._path)
+        self._follow_problem: str | None = None
 
     async def run(self) -> None:
         """Poll forever (cancel to stop)."""
         while True:
             await asyncio.sleep(self._runtime.config.config.gateway.reload_interval_s)
             await self.check_once()
+            await self.follow_providers()
+
+    async def follow_providers(self) -> bool:
+        """Apply provider changes other replicas stored; True when some were applied.
+
+        A failure (the database away, say) is logged once and retried on the next poll;
+        it must not stop the file from being watched.
+        """
+        try:
+            changed = await self._runtime.providers.follow_changes()
+        except SwitchboardError as exc:
+            if exc.message != self._follow_problem:
+                log.error("event=providers_follow_failed problem=%r", exc.message)
+            self._follow_problem = exc.message
+            return False
+        if self._follow_problem is not None:
+            log.info("event=providers_follow_recovered")
+            self._follow_problem = None
+        return changed
 
     async def check_once(self, *, force: bool = False) -> bool:
         """Look at the file once; True when a new config was applied.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -48,6 +49,20 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}"
         return
+    async with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """The URL of a new, empty PostgreSQL database (dropped after the test)."""
+    async with fresh_pg_database() as url:
+        yield url
+
+
+@asynccontextmanager
+async def fresh_pg_database() -> AsyncIterator[str]:
+    """Create a PostgreSQL database of its own; drop it (connections and all) at the end."""
     dsn = os.environ.get(PG_DSN_ENV, DEFAULT_PG_DSN)
     name = f"sb_test_{secrets.token_hex(6)}"
     admin = await _admin_connection(dsn)

@@ -115,6 +115,8 @@ class Script:
     models: list[str] = field(default_factory=lambda: ["fake-small", "fake-large"])
     steps: deque[Step] = field(default_factory=deque)
     requests: list[RecordedRequest] = field(default_factory=list)
+    # How long the default (echo-like) reply takes to start.
+    default_delay_s: float = 0.0
 
     def push(self, *steps: Step) -> None:
         """Queue steps; each chat request takes the next one."""
@@ -125,7 +127,7 @@ class Script:
         if self.steps:
             return self.steps.popleft()
         last_user = next((text for role, text in reversed(request.messages) if role == "user"), "")
-        return Reply(text=f"fake[{request.model}]: {last_user}")
+        return Reply(text=f"fake[{request.model}]: {last_user}", delay_s=self.default_delay_s)
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
