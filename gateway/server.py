@@ -14,6 +14,8 @@ import uvicorn
 from gateway.config_loader import LoadedConfig
 from gateway.redaction import SecretRedactor
 from gateway.runtime import Runtime
+from gateway.secrets import database_url
+from gateway.sqlite_guard import one_gateway_per_sqlite_file
 from gateway.wiring import build_app
 from gateway.write_coalescing import CoalescingHttpToolsProtocol
 
@@ -37,6 +39,18 @@ async def serve(
     port: int | None = None,
 ) -> None:
     """Open the runtime (reporting start-up errors before binding), then serve."""
+    with one_gateway_per_sqlite_file(database_url(loaded, redactor=redactor)):
+        await _serve(loaded, redactor=redactor, migrate=migrate, host=host, port=port)
+
+
+async def _serve(
+    loaded: LoadedConfig,
+    *,
+    redactor: SecretRedactor,
+    migrate: bool,
+    host: str | None,
+    port: int | None,
+) -> None:
     runtime = await Runtime.open(loaded, redactor=redactor, migrate=migrate)
     try:
         app = build_app(loaded, runtime=runtime)
