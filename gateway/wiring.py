@@ -29,6 +29,7 @@ from gateway.api.routes import (
 )
 from gateway.api.routes import config as config_routes
 from gateway.api.routes import conversations as conversation_routes
+from gateway.api.routes import replicas as replica_routes
 from gateway.api.routes import slack as slack_routes
 from gateway.api.routes import usage as usage_routes
 from gateway.api.routes.openai_compat import install_openai_compat
@@ -168,6 +169,7 @@ def build_app(
     app.include_router(approvals.router)
     app.include_router(usage_routes.router)
     app.include_router(conversation_routes.router)
+    app.include_router(replica_routes.router)
 
     @app.get(
         "/metrics",

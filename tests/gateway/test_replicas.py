@@ -82,6 +82,10 @@ async def test_kill_9_of_a_replica_under_load_loses_nothing_and_answers_once(
             await wait_for_state(api_a, "connected")
             async with gateway(workspace) as (api_b, _):
                 await wait_for_state(api_b, "standby")  # one poller only
+                listed = (await api_a.get("/api/replicas")).json()
+                gateways = [r for r in listed["replicas"] if r["role"] == "gateway"]
+                assert [r["alive"] for r in gateways] == [True, True]
+                assert listed["this"] == gateways[0]["id"]  # A started first
                 await approval_decided_through_both_runs_once(telegram, llm, api_a, api_b)
 
                 # Answered while both run; then cut off in the middle of their turns.
@@ -102,6 +106,8 @@ async def test_kill_9_of_a_replica_under_load_loses_nothing_and_answers_once(
                     texts = [m.plain for m in telegram.messages(chat)]
                     assert texts == [f"fake[fake-small]: load {chat}"], (chat, texts)
                 assert (await api_b.get("/api/audit/verify")).json()["ok"] is True
+                left = (await api_b.get("/api/replicas")).json()
+                assert [r["id"] for r in left["replicas"]] == [left["this"]]  # A's row taken
         code, out = await run_cli("audit", "verify", "--config", str(workspace))
         assert code == 0, out
 
