@@ -311,13 +311,21 @@ class GatewayChannelHost:
 
 
 async def _together(*works: Callable[[], Awaitable[None]]) -> None:
-    """Run every ``work`` until the first one ends or fails; then stop the others."""
-    async with asyncio.TaskGroup() as tasks:
-        running = [tasks.create_task(_coro(work)) for work in works]
+    """Run every ``work`` until the first one ends or fails; then stop the others.
+
+    Plain tasks rather than a TaskGroup: on Python 3.11 a TaskGroup whose child fails while
+    the group is being cancelled raises the child's error and drops the cancellation, and
+    the supervisor would then restart a task it is stopping.
+    """
+    running = [asyncio.ensure_future(_coro(work)) for work in works]
+    try:
         done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+    finally:
         for task in running:
-            if task not in done:
-                task.cancel()
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    for task in done:
+        task.result()  # the first one's error, if it failed
 
 
 async def _coro(work: Callable[[], Awaitable[None]]) -> None:

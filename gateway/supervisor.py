@@ -38,6 +38,9 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise asyncio.CancelledError from None  # being stopped: no restart
                 self.restarts[name] += 1
                 log.exception(
                     "task=%s event=crashed restart_in_s=%.1f restarts=%d",

@@ -61,7 +61,8 @@ async def test_a_dead_connection_frees_the_lock_and_its_holder_is_told(
         ended = await session.scalar(
             text(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+                "WHERE locktype = 'advisory' AND pid <> pg_backend_pid() AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
             )
         )
     assert ended == 1
