@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.errors import StorageError
+from core.storage.sqlite_inline import WriteGate, inline_connector
 
 # Seconds a PostgreSQL connect may take before ping() reports the database unreachable.
 _PG_CONNECT_TIMEOUT_S = 10.0
@@ -38,11 +39,26 @@ class Database:
     ``synchronous=FULL`` (a committed transaction survives power loss),
     ``foreign_keys=ON`` and ``busy_timeout=5000``; SQLAlchemy, not the ``sqlite3``
     module, emits ``BEGIN``, so every transaction, DDL included, is a real one.
+
+    SQLite statements run on the event loop's thread (``sqlite_inline``: no worker-thread
+    hop per call). So writes go through ``transaction()`` or ``exclusive_transaction()``
+    only: on SQLite they take turns on an in-process write gate and start with ``BEGIN
+    IMMEDIATE``; nesting them in one task raises ``RuntimeError``. ``session()`` is for
+    reads, which stay concurrent (WAL). Another process writing the same file (the CLI)
+    still makes our writes wait in SQLite's busy handler, and that wait now blocks the
+    loop, up to ``busy_timeout``; CLI transactions are short (milliseconds).
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._write_gate: WriteGate | None = None
+        writer_engine = engine
+        if engine.dialect.name == "sqlite":
+            self._write_gate = WriteGate()
+            writer_engine = engine.execution_options(**{_BEGIN_IMMEDIATE: True})
+        self._writer_engine = writer_engine
+        self._write_sessions = async_sessionmaker(writer_engine, expire_on_commit=False)
 
     @classmethod
     def open(
@@ -59,6 +75,7 @@ class Database:
             if _sqlite_file(parsed) is not None:
                 _ensure_parent_dir(parsed)
                 options["pool_size"] = pool_size
+            options["async_creator"] = inline_connector(parsed)
         elif backend == "postgresql":
             options.update(
                 pool_size=pool_size,
@@ -100,44 +117,39 @@ class Database:
         port = f":{url.port}" if url.port else ""
         return f"PostgreSQL {user}{url.host or 'localhost'}{port}/{url.database or ''}"
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session; start transactions with ``session.begin()``.
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A session for reading; write in ``transaction()`` (see the class docstring).
 
         Connection failures escape as ``StorageError`` naming the database.
         """
-        try:
-            async with self._sessions() as session:
-                yield session
-        except _DRIVER_ERRORS as exc:
-            if not _is_unavailable(exc):
-                raise  # a statement's own error (a constraint, say) is the caller's business
-            raise self._unavailable(exc) from exc
+        return self._session(self._sessions)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
-        async with self.session() as session, session.begin():
-            yield session
+        """A session inside one transaction: committed on success, rolled back on error.
+
+        On SQLite it waits for the write gate first and begins ``IMMEDIATE``.
+        """
+        async with self._writing(), self._session(self._write_sessions) as session:
+            async with session.begin():
+                yield session
 
     @asynccontextmanager
     async def exclusive_transaction(self, *, lock_key: int) -> AsyncIterator[AsyncConnection]:
         """A connection in a transaction no other ``lock_key`` holder runs beside.
 
-        PostgreSQL takes a transaction-scoped advisory lock on ``lock_key``; SQLite starts
-        with ``BEGIN IMMEDIATE``, which holds the write lock of the whole file. Both are
-        released at commit or rollback. Used to serialize schema migrations.
+        PostgreSQL takes a transaction-scoped advisory lock on ``lock_key``; SQLite takes the
+        write gate, like ``transaction()``, and starts with ``BEGIN IMMEDIATE``, which holds
+        the write lock of the whole file. Both are released at commit or rollback. Used to
+        serialize schema migrations and audit appends.
         """
         try:
-            async with self._engine.connect() as conn:
-                if self.is_sqlite:
-                    conn = await conn.execution_options(**{_BEGIN_IMMEDIATE: True})
-                async with conn.begin():
-                    if not self.is_sqlite:
-                        await conn.execute(
-                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key}
-                        )
-                    yield conn
+            async with self._writing(), self._writer_engine.connect() as conn, conn.begin():
+                if not self.is_sqlite:
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key}
+                    )
+                yield conn
         except _DRIVER_ERRORS as exc:
             if not _is_unavailable(exc):
                 raise
@@ -179,6 +191,24 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.location!r})"
+
+    @asynccontextmanager
+    async def _session(
+        self, sessions: async_sessionmaker[AsyncSession]
+    ) -> AsyncIterator[AsyncSession]:
+        try:
+            async with sessions() as session:
+                yield session
+        except _DRIVER_ERRORS as exc:
+            if not _is_unavailable(exc):
+                raise  # a statement's own error (a constraint, say) is the caller's business
+            raise self._unavailable(exc) from exc
+
+    def _writing(self) -> AbstractAsyncContextManager[None]:
+        # SQLite: one in-process writer at a time (why: sqlite_inline). PostgreSQL: nothing.
+        if self._write_gate is None:
+            return nullcontext()
+        return self._write_gate.hold()
 
     def _unavailable(self, exc: BaseException) -> StorageError:
         reason = _short_reason(exc)
