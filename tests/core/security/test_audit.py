@@ -12,6 +12,7 @@ from itertools import count
 import pytest
 from sqlalchemy import text
 
+from core.errors import StorageError
 from core.security.audit import GENESIS_HASH, AuditLog, record_hash
 from core.storage import Database
 from core.storage.audit_repo import AuditRepository
@@ -268,3 +269,35 @@ async def test_concurrent_appends_from_two_processes_stay_one_chain(
         assert (await second.verify()).ok
     finally:
         await other_db.close()
+
+
+async def test_concurrent_appends_are_committed_together_each_caller_gets_its_own(
+    migrated_db: Database,
+) -> None:
+    log = audit_log(migrated_db)
+    transactions = 0
+    real = migrated_db.exclusive_transaction
+
+    def counting(**kwargs: int) -> object:
+        nonlocal transactions
+        transactions += 1
+        return real(**kwargs)
+
+    migrated_db.exclusive_transaction = counting  # type: ignore[method-assign]
+    records = await asyncio.gather(*(log.append("burst", data={"i": i}) for i in range(50)))
+    assert [r.data["i"] for r in records] == list(range(50))  # each caller's own record
+    assert sorted(r.seq for r in records) == list(range(1, 51))
+    assert transactions < 10  # group commit: not one transaction (and fsync) per record
+    await _contiguous_and_valid(log, 50)
+
+
+async def test_a_failed_group_commit_fails_every_caller_in_it() -> None:
+    unreachable = Database.open("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    log = AuditLog(AuditRepository(unreachable))
+    try:
+        results = await asyncio.gather(
+            *(log.append("burst", data={"i": i}) for i in range(5)), return_exceptions=True
+        )
+    finally:
+        await unreachable.close()
+    assert [type(r) for r in results] == [StorageError] * 5, results
