@@ -112,6 +112,45 @@ async def test_kill_9_of_a_replica_under_load_loses_nothing_and_answers_once(
         assert code == 0, out
 
 
+async def test_webhooks_spread_over_two_replicas_are_answered_once_each(
+    workspace: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SB_TG_TOKEN", TOKEN)
+    monkeypatch.setenv("SB_TG_SECRET", "hook-secret_123")
+    monkeypatch.setenv("SB_TEST_OPENAI_KEY", LLM_KEY)
+    telegram, llm = FakeTelegram(TOKEN), Script(api_key=LLM_KEY)
+    hook = {"X-Telegram-Bot-Api-Secret-Token": "hook-secret_123", "Authorization": ""}
+    async with (
+        serve_app(telegram_app(telegram)) as telegram_url,
+        serve_app(openai_api.make_app(llm)) as llm_url,
+    ):
+        configure(workspace, telegram_url=telegram_url, llm_url=llm_url, mode="webhook")
+        text = re.sub(r'(?m)^url = "sqlite[^"]*"', f'url = "{pg_url}"', workspace.read_text())
+        workspace.write_text(text)
+        code, out = await run_cli("migrate", "--config", str(workspace))
+        assert code == 0, out
+        async with gateway(workspace) as (api_a, _), gateway(workspace) as (api_b, _):
+            # Both serve the webhook (no standby): it is not a single session.
+            await wait_for_state(api_a, "connected")
+            await wait_for_state(api_b, "connected")
+            chats = range(FIRST_CHAT, FIRST_CHAT + 30)
+            posts = []
+            for chat in chats:
+                update = telegram.user_message(chat, chat, f"load {chat}")
+                replicas = (api_a, api_b) if chat % 2 else (api_b, api_a)
+                posts.append(replicas[0].post("/telegram/webhook", json=update, headers=hook))
+                if chat % 3 == 0:  # delivered twice, to both (a retry through the balancer)
+                    posts.append(replicas[1].post("/telegram/webhook", json=update, headers=hook))
+            answers = await asyncio.gather(*posts)
+            assert {a.status_code for a in answers} == {200}
+            await eventually(lambda: answered(telegram, 30) == 30, within_s=30)
+            await asyncio.sleep(1.0)  # time for a duplicate to show up, if there were one
+            for chat in chats:
+                texts = [m.plain for m in telegram.messages(chat)]
+                assert texts == [f"fake[fake-small]: load {chat}"], (chat, texts)
+            assert len(llm.chat_requests) == 30  # each message handled by one replica
+
+
 def answered(telegram: FakeTelegram, count: int) -> int:
     return sum(1 for chat in range(FIRST_CHAT, FIRST_CHAT + count) if telegram.messages(chat))
 
