@@ -79,10 +79,11 @@ def test_prometheus_scrapes_the_running_gateway(
 ) -> None:
     config = local_scrape_config(tmp_path, gateway_port=gateway, token=admin_token(workspace))
     prom_port = free_port()
+    binary = prometheus_binary("prometheus")  # before the log is opened: nothing to leak
     log = (tmp_path / "prometheus.log").open("w")
     process = subprocess.Popen(
         [
-            prometheus_binary("prometheus"),
+            binary,
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",
