@@ -129,7 +129,12 @@ class StorageSection(Section):
     url: str = "sqlite+aiosqlite:///./data/switchboard.db"
     # The password is kept out of the URL so that the URL itself is no secret.
     password: SecretRef | None = None
-    pool_size: int = Field(default=5, ge=1, le=100)
+    # Connections kept open per process. Beyond it SQLAlchemy opens overflow connections
+    # and closes them on return: with 5, a busy replica opened about one new PostgreSQL
+    # connection per message (bench/pipeline, 64 in flight) and PostgreSQL spent half a
+    # core on connecting. Mind max_connections (100 by default) across replicas: each may
+    # use pool_size + 10 overflow + 1 for its shared locks.
+    pool_size: int = Field(default=20, ge=1, le=100)
     echo_sql: bool = False
 
     @field_validator("url")
