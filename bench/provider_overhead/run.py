@@ -48,6 +48,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def start_upstream(port: int, *, keep_alive_s: int = 5) -> subprocess.Popen[bytes]:
+    """The upstream fake on ``port``, pinned to the helper CPU."""
+    return subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            str(HELPER_CPU),
+            sys.executable,
+            "-m",
+            "bench.provider_overhead.upstream",
+            str(port),
+            str(keep_alive_s),
+        ],
+        cwd=ROOT,
+    )
+
+
 def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
     for _ in range(200):
         if process.poll() is not None:
@@ -202,18 +219,7 @@ def main() -> None:
         raise SystemExit("taskset (util-linux) is needed to pin the gateway to one core")
     os.sched_setaffinity(0, {HELPER_CPU})
     up_port, gw_port = free_port(), free_port()
-    upstream = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            str(HELPER_CPU),
-            sys.executable,
-            "-m",
-            "bench.provider_overhead.upstream",
-            str(up_port),
-        ],
-        cwd=ROOT,
-    )
+    upstream = start_upstream(up_port)
     workdir = Path(tempfile.mkdtemp(prefix="sb-bench-"))
     gateway = None
     try:

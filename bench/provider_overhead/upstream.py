@@ -99,15 +99,22 @@ async def _send(send: Any, body: bytes, content_type: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-if __name__ == "__main__":
+def serve(port: int, *, keep_alive_s: int = 5) -> None:
+    """Serve the fake on 127.0.0.1:``port`` until stopped (``keep_alive_s``: uvicorn's idle
+    connection timeout; bench.proxy_compare raises it, see ``start_upstream``)."""
     uvicorn.run(
         app,
         host="127.0.0.1",
-        port=int(sys.argv[1]),
+        port=port,
         log_level="warning",
         access_log=False,
         http="httptools",
         loop="uvloop",
         lifespan="off",
         backlog=4096,
+        timeout_keep_alive=keep_alive_s,
     )
+
+
+if __name__ == "__main__":  # python -m bench.provider_overhead.upstream PORT [KEEP_ALIVE_S]
+    serve(int(sys.argv[1]), keep_alive_s=int(sys.argv[2]) if len(sys.argv) > 2 else 5)

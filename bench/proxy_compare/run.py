@@ -4,8 +4,8 @@
         [--only switchboard,litellm,portkey] [--concurrency 32] [--out results.json]
 
 Each proxy in turn serves ``POST /v1/chat/completions`` pinned to CPU 0 (taskset -c 0), in
-front of the same loopback upstream fake (bench.provider_overhead.upstream, served by
-bench.proxy_compare.upstream_server); the upstream and this load generator share CPU 1.
+front of the same loopback upstream fake (bench.provider_overhead.upstream, served with
+a 120 s keep-alive); the upstream and this load generator share CPU 1.
 Measured per proxy, non-streaming and streaming (bench.proxy_compare.measure has the
 method): maximum requests/s on that one core (closed loop), CPU-ms per request of the
 proxy's process tree, p50/p95/p99 latency added over calling the upstream directly at a
@@ -31,7 +31,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
@@ -39,7 +38,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.provider_overhead.run import HELPER_CPU, ROOT, free_port, wait_until_up
+from bench.provider_overhead.run import (
+    HELPER_CPU,
+    ROOT,
+    free_port,
+    start_upstream,
+    wait_until_up,
+)
 from bench.proxy_compare.measure import Settings, measure_proxy
 from bench.proxy_compare.peers import (
     LiteLLMInstall,
@@ -61,6 +66,7 @@ from bench.proxy_compare.proxies import (
 from bench.proxy_compare.report import table, verdict_lines, verdicts
 
 PROXIES = ("switchboard", "litellm", "portkey")
+UPSTREAM_KEEP_ALIVE_S = 120
 
 
 def main() -> None:
@@ -75,18 +81,10 @@ def main() -> None:
         progress(f"the machine is busy (load average {load_before[0]:.2f}): figures will be noisy")
     os.sched_setaffinity(0, {HELPER_CPU})
     up_port = free_port()
-    upstream = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            str(HELPER_CPU),
-            sys.executable,
-            "-m",
-            "bench.proxy_compare.upstream_server",
-            str(up_port),
-        ],
-        cwd=ROOT,
-    )
+    # A long keep-alive: a slow proxy is measured at a low rate, and the direct calls that
+    # take turns with it then leave the load generator's 64 pooled connections idle for
+    # longer than uvicorn's default 5 s; the upstream closing them would show as failures.
+    upstream = start_upstream(up_port, keep_alive_s=UPSTREAM_KEEP_ALIVE_S)
     settings = Settings(
         seconds=args.seconds,
         rate=args.rate,
