@@ -59,6 +59,11 @@ def host_identity() -> str:
     return "|".join(parts)[:256]
 
 
+def hostname_of(host: str) -> str:
+    """The hostname part of a ``host_identity``."""
+    return host.split("|", 1)[0]
+
+
 def process_start(pid: int) -> int | None:
     """When ``pid`` started, in clock ticks since boot; None if there is no such process."""
     try:

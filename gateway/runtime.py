@@ -99,7 +99,7 @@ class Runtime:
             manager=lambda: self.providers.manager,
             audit=audit,
             replica_id=replica.id,
-            shared_locks=shared_locks if not db.is_sqlite else None,
+            shared_locks=shared_locks,
         )
         # Set by the app's lifespan when it starts the configured chat platforms.
         self.channels: GatewayChannelHost | None = None

@@ -20,25 +20,21 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from core.errors import StorageError
+from core.storage.db import sqlite_file
 
 LOCK_SUFFIX = ".gateway-lock"
 
 
-def sqlite_file(url: str) -> Path | None:
+def sqlite_file_of(url: str) -> Path | None:
     """The file of a SQLite URL; None for PostgreSQL and in-memory databases."""
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return None
-    if database.startswith("file:"):
-        return None
-    return Path(database)
+    database = sqlite_file(make_url(url))
+    return Path(database) if database is not None else None
 
 
 @contextlib.contextmanager
 def one_gateway_per_sqlite_file(url: str) -> Iterator[None]:
     """Hold the file's gateway lock for the block; ``StorageError`` if another process has it."""
-    path = sqlite_file(url)
+    path = sqlite_file_of(url)
     if path is None:
         yield
         return

@@ -72,7 +72,7 @@ class Database:
         backend = parsed.get_backend_name()
         options: dict[str, Any] = {"echo": echo}
         if backend == "sqlite":
-            if _sqlite_file(parsed) is not None:
+            if sqlite_file(parsed) is not None:
                 _ensure_parent_dir(parsed)
                 options["pool_size"] = pool_size
             options["async_creator"] = inline_connector(parsed)
@@ -112,7 +112,7 @@ class Database:
         """Where the database is, for messages: a file path or user@host:port/db, no password."""
         url = self._engine.url
         if self.is_sqlite:
-            return f"SQLite file {_sqlite_file(url) or ':memory:'}"
+            return f"SQLite file {sqlite_file(url) or ':memory:'}"
         user = f"{url.username}@" if url.username else ""
         port = f":{url.port}" if url.port else ""
         return f"PostgreSQL {user}{url.host or 'localhost'}{port}/{url.database or ''}"
@@ -224,7 +224,11 @@ def rowcount(result: Any) -> int:
     return int(cast("CursorResult[Any]", result).rowcount)
 
 
-def _sqlite_file(url: URL) -> str | None:
+def sqlite_file(url: URL) -> str | None:
+    """The file of a SQLite URL; None for in-memory and ``file:`` URI databases (and for
+    any other backend)."""
+    if url.get_backend_name() != "sqlite":
+        return None
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
@@ -232,7 +236,7 @@ def _sqlite_file(url: URL) -> str | None:
 
 
 def _ensure_parent_dir(url: URL) -> None:
-    path = Path(_sqlite_file(url) or "")
+    path = Path(sqlite_file(url) or "")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -115,10 +115,8 @@ class AdvisoryLocks:
                 raise LocksLost(f"lock {name!r} was lost with its database connection")
             try:
                 await self._run("SELECT 1", None, reconnect=False)
-            except LocksLost:
-                if name in self._held:
-                    raise
-                raise LocksLost(f"lock {name!r} was lost with its database connection") from None
+            except LocksLost as exc:
+                raise LocksLost(f"lock {name!r} was lost with its database connection") from exc
 
     async def close(self) -> None:
         """Release every lock (by closing the connection)."""

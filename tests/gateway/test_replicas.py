@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from tests.gateway.test_crash import gateway, kill9
 pytestmark = pytest.mark.slow
 
 FIRST_CHAT = 1000
+HOOK_SECRET = "hook-secret_123"  # the webhook secret token (SB_TG_SECRET) in webhook mode
 
 
 async def run_cli(*args: str) -> tuple[int, str]:
@@ -63,21 +66,35 @@ def send_load(telegram: FakeTelegram, chats: range) -> None:
         telegram.user_message(chat, chat, f"load {chat}")
 
 
-async def test_kill_9_of_a_replica_under_load_loses_nothing_and_answers_once(
-    workspace: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@asynccontextmanager
+async def fakes_and_postgres(
+    workspace: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, *, mode: str
+) -> AsyncIterator[tuple[FakeTelegram, Script]]:
+    """The Telegram and OpenAI fakes, and the workspace configured for them on ``pg_url``
+    (migrated), for replicas to be started on."""
     monkeypatch.setenv("SB_TG_TOKEN", TOKEN)
+    monkeypatch.setenv("SB_TG_SECRET", HOOK_SECRET)
     monkeypatch.setenv("SB_TEST_OPENAI_KEY", LLM_KEY)
     telegram, llm = FakeTelegram(TOKEN), Script(api_key=LLM_KEY)
     async with (
         serve_app(telegram_app(telegram)) as telegram_url,
         serve_app(openai_api.make_app(llm)) as llm_url,
     ):
-        configure(workspace, telegram_url=telegram_url, llm_url=llm_url)
+        configure(workspace, telegram_url=telegram_url, llm_url=llm_url, mode=mode)
         text = re.sub(r'(?m)^url = "sqlite[^"]*"', f'url = "{pg_url}"', workspace.read_text())
         workspace.write_text(text)
         code, out = await run_cli("migrate", "--config", str(workspace))
         assert code == 0, out
+        yield telegram, llm
+
+
+async def test_kill_9_of_a_replica_under_load_loses_nothing_and_answers_once(
+    workspace: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with fakes_and_postgres(workspace, pg_url, monkeypatch, mode="polling") as (
+        telegram,
+        llm,
+    ):
         async with gateway(workspace) as (api_a, process_a):
             await wait_for_state(api_a, "connected")
             async with gateway(workspace) as (api_b, _):
@@ -115,20 +132,11 @@ async def test_kill_9_of_a_replica_under_load_loses_nothing_and_answers_once(
 async def test_webhooks_spread_over_two_replicas_are_answered_once_each(
     workspace: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SB_TG_TOKEN", TOKEN)
-    monkeypatch.setenv("SB_TG_SECRET", "hook-secret_123")
-    monkeypatch.setenv("SB_TEST_OPENAI_KEY", LLM_KEY)
-    telegram, llm = FakeTelegram(TOKEN), Script(api_key=LLM_KEY)
-    hook = {"X-Telegram-Bot-Api-Secret-Token": "hook-secret_123", "Authorization": ""}
-    async with (
-        serve_app(telegram_app(telegram)) as telegram_url,
-        serve_app(openai_api.make_app(llm)) as llm_url,
+    hook = {"X-Telegram-Bot-Api-Secret-Token": HOOK_SECRET, "Authorization": ""}
+    async with fakes_and_postgres(workspace, pg_url, monkeypatch, mode="webhook") as (
+        telegram,
+        llm,
     ):
-        configure(workspace, telegram_url=telegram_url, llm_url=llm_url, mode="webhook")
-        text = re.sub(r'(?m)^url = "sqlite[^"]*"', f'url = "{pg_url}"', workspace.read_text())
-        workspace.write_text(text)
-        code, out = await run_cli("migrate", "--config", str(workspace))
-        assert code == 0, out
         async with gateway(workspace) as (api_a, _), gateway(workspace) as (api_b, _):
             # Both serve the webhook (no standby): it is not a single session.
             await wait_for_state(api_a, "connected")

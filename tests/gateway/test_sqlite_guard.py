@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import StorageError
-from gateway.sqlite_guard import one_gateway_per_sqlite_file, sqlite_file
+from gateway.sqlite_guard import one_gateway_per_sqlite_file, sqlite_file_of
 from tests.gateway.test_crash import gateway, kill9
 
 
@@ -26,8 +26,8 @@ def test_the_lock_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
 
 
 def test_postgresql_and_memory_databases_take_no_file_lock() -> None:
-    assert sqlite_file("postgresql+asyncpg://postgres@127.0.0.1/x") is None
-    assert sqlite_file("sqlite+aiosqlite:///:memory:") is None
+    assert sqlite_file_of("postgresql+asyncpg://postgres@127.0.0.1/x") is None
+    assert sqlite_file_of("sqlite+aiosqlite:///:memory:") is None
     with one_gateway_per_sqlite_file("postgresql+asyncpg://postgres@127.0.0.1/x"):
         pass
 

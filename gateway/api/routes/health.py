@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import StorageError
 from gateway.api.deps import RuntimeDep
+from gateway.channel_host import STANDBY
 
 router = APIRouter(tags=["health"])
 
@@ -128,7 +129,7 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
     if not database["ok"]:
         status = "unavailable"
     elif holder.errors or not all(
-        c["connected"] or c["state"] == "standby" for c in channels.values()
+        c["connected"] or c["state"] == STANDBY for c in channels.values()
     ):
         status = "degraded"
     checks = {"database": database, "config": config, "channels": channels}

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.deps import RuntimeDep
+from gateway.replicas import hostname_of
 
 router = APIRouter(prefix="/api", tags=["status"])
 
@@ -62,7 +63,7 @@ async def replicas(runtime: RuntimeDep) -> ReplicasView:
             ReplicaView(
                 id=record.id,
                 role=record.role,
-                hostname=record.host.split("|", 1)[0],
+                hostname=hostname_of(record.host),
                 pid=record.pid,
                 started_at=record.started_at,
                 heartbeat_at=record.heartbeat_at,
