@@ -13,19 +13,13 @@ import time
 from pathlib import Path
 
 from bench.provider_overhead.run import cpu_seconds
+from bench.proxy_compare.procstat import cpu_jiffies, cpu_seconds_with_reaped
 
 
 def machine_busy_seconds() -> float:
     """CPU time all cores spent not idle since boot (``/proc/stat``), in seconds."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _with_children_seconds(pid: int) -> float:
-    """User + system CPU time of a process and of its children that have exited."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    busy = sum(busy for busy, _ in cpu_jiffies().values())
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_seconds() -> dict[int, float]:
@@ -40,7 +34,7 @@ def postgres_seconds() -> dict[int, float]:
             continue
         try:
             if (entry / "comm").read_text().strip() == "postgres":
-                found[int(entry.name)] = _with_children_seconds(int(entry.name))
+                found[int(entry.name)] = cpu_seconds_with_reaped(int(entry.name))
         except (FileNotFoundError, ProcessLookupError):
             continue  # gone while we looked
     return found

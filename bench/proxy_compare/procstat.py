@@ -11,8 +11,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.provider_overhead.run import cpu_seconds
-
 PROC = Path("/proc")
 
 
@@ -43,17 +41,21 @@ def tree(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds_with_reaped(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and of its children that have exited and were
+    reaped (utime, stime, cutime, cstime). Raises ``FileNotFoundError`` once it is gone."""
+    fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid``'s tree, reaped children included."""
     total = 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
     for member in tree(pid):
         try:
-            total += cpu_seconds(member)
-            fields = (PROC / str(member) / "stat").read_text().rsplit(")", 1)[1].split()
+            total += cpu_seconds_with_reaped(member)
         except (FileNotFoundError, ProcessLookupError):
             continue
-        total += (int(fields[13]) + int(fields[14])) / ticks  # cutime, cstime
     return total
 
 
