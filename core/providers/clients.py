@@ -1,9 +1,7 @@
 """One shared ``httpx.AsyncClient`` per API host, so connections are pooled and reused.
 
-The clients keep httpx's API (what every provider module is written against) over
-aiohttp's connection pool (``httpx-aiohttp``): httpcore's pool scans every pooled
-connection on each request, which cost a third of the gateway's CPU under load in
-``bench/provider_overhead``; with aiohttp underneath, requests/s per core tripled.
+The clients keep httpx's API (what every provider module is written against) over our
+own HTTP/1.1 transport (``core.providers.http1_transport``, which says why).
 """
 
 from __future__ import annotations
@@ -11,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
+
+from core.providers.http1_transport import DEFAULT_LIMITS, Http1Transport
 
 # Per-request timeouts are always passed explicitly by the providers; this is the backstop.
 _BACKSTOP_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
-_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
 
 
 def host_key(base_url: str) -> tuple[str, str, int | None]:
@@ -81,8 +79,8 @@ class ClientPool:
         if client is None:
             client = UpstreamClient(
                 timeout=_BACKSTOP_TIMEOUT,
-                limits=_LIMITS,
-                transport=self._transport or AiohttpTransport(limits=_LIMITS, trust_env=False),
+                limits=DEFAULT_LIMITS,
+                transport=self._transport or Http1Transport(limits=DEFAULT_LIMITS),
                 trust_env=False,
             )
             self._clients[key] = client
