@@ -161,7 +161,10 @@ class GuardedProvider:
         deadline = loop.time() + self.spec.timeout_s
         attempt = 0
         try:
-            await asyncio.wait_for(self.limiter.acquire(), timeout=self.spec.timeout_s)
+            if self.limiter.locked():  # wait_for runs the wait as a task: only when waiting
+                await asyncio.wait_for(self.limiter.acquire(), timeout=self.spec.timeout_s)
+            else:
+                await self.limiter.acquire()
         except TimeoutError:
             self.breaker.release_probe()
             raise self.timeout_error() from None

@@ -13,11 +13,23 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import NamedTuple
 
 import httptools
 import httpx
 
 _HIGH_WATER = 256 * 1024
+
+
+class ResponseHead(NamedTuple):
+    """What precedes an answer's body."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    http_version: bytes
+    reason: bytes
+
+
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -29,6 +41,7 @@ class Http1Connection(asyncio.Protocol):
     _in_flight: bool
     _status: int | None
     _version: bytes
+    _reason: bytes
     _headers: list[tuple[bytes, bytes]]
     _chunks: deque[bytes]
     _buffered: int
@@ -70,11 +83,11 @@ class Http1Connection(asyncio.Protocol):
             self._drained = self._loop.create_future()
             await self._wait(self._drained, wait_s, httpx.WriteTimeout("timed out writing"))
 
-    async def read_head(self, wait_s: float | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Status code, raw headers and HTTP version of the answer (1xx answers skipped)."""
+    async def read_head(self, wait_s: float | None) -> ResponseHead:
+        """Status code, raw headers, HTTP version and reason of the answer (1xx skipped)."""
         while self._status is None:
             await self._wait_for_data(wait_s)
-        return self._status, self._headers, self._version
+        return ResponseHead(self._status, self._headers, self._version, self._reason)
 
     async def read_body(self, wait_s: float | None) -> bytes | None:
         """The next piece of the body, or None at its end."""
@@ -148,6 +161,10 @@ class Http1Connection(asyncio.Protocol):
         if self._complete:  # a second answer nobody asked for
             self._unsolicited = True
 
+    def on_status(self, reason: bytes) -> None:
+        if not self._complete:
+            self._reason += reason  # may come in pieces, like every httptools callback
+
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._complete:
             self._headers.append((name, value))
@@ -158,6 +175,7 @@ class Http1Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
             self._headers = []
+            self._reason = b""
             return
         self._status = status
         self._version = b"HTTP/" + self._parser.get_http_version().encode()
@@ -192,6 +210,7 @@ class Http1Connection(asyncio.Protocol):
         self._in_flight = False
         self._status = None
         self._version = b"HTTP/1.1"
+        self._reason = b""
         self._headers = []
         self._chunks = deque()
         self._buffered = 0
@@ -223,9 +242,8 @@ class Http1Connection(asyncio.Protocol):
             raise httpx.ReadError("the connection is closed")
         self._waiter = self._loop.create_future()
         await self._wait(self._waiter, wait_s, httpx.ReadTimeout("timed out reading"))
-        self._waiter = None
-        if self._error is not None:
-            raise self._error
+        self._waiter = None  # an error found now is raised by the next wait, after what
+        # arrived with it (an answer complete before the junk that follows it) is read
 
     async def _wait(
         self, future: asyncio.Future[None], wait_s: float | None, error: httpx.TimeoutException

@@ -62,31 +62,21 @@ class Http1Transport(httpx.AsyncBaseTransport):
             pool = self._pools[key] = _HostPool(url.host, key[2], tls=tls, limits=self._limits)
         timeouts = request.extensions.get("timeout", {})
         read_timeout = timeouts.get("read")
+        head = request_head(request)  # refused before a connection is taken
         connection = await pool.acquire(
             pool_s=timeouts.get("pool"), connect_s=timeouts.get("connect")
         )
         try:
-            try:
-                body = request.content
-            except httpx.RequestNotRead:
-                body = await request.aread()
-            head = request_head(request)
-            head_request = request.method == "HEAD"
-            if len(body) <= _ONE_WRITE_MAX:
-                connection.send(head + body, head_request=head_request)
-            else:
-                connection.send(head, head_request=head_request)
-                connection.send_more(body)
-            await connection.drain(timeouts.get("write"))
-            status, headers, version = await connection.read_head(read_timeout)
+            await _send_request(connection, request, head, write_s=timeouts.get("write"))
+            answer = await connection.read_head(read_timeout)
         except BaseException:
             pool.discard(connection)
             raise
         return httpx.Response(
-            status,
-            headers=headers,
+            answer.status,
+            headers=answer.headers,
             stream=_ResponseBody(pool, connection, read_timeout),
-            extensions={"http_version": version, "reason_phrase": b""},
+            extensions={"http_version": answer.http_version, "reason_phrase": answer.reason},
         )
 
     async def aclose(self) -> None:
@@ -100,6 +90,31 @@ class Http1Transport(httpx.AsyncBaseTransport):
         if self._ssl_context is None:  # built on first use: loading the CA bundle takes ms
             self._ssl_context = ssl.create_default_context(cafile=certifi.where())
         return self._ssl_context
+
+
+async def _send_request(
+    connection: Http1Connection, request: httpx.Request, head: bytes, *, write_s: float | None
+) -> None:
+    head_request = request.method == "HEAD"
+    try:
+        body = request.content
+    except httpx.RequestNotRead:  # a streamed body: httpx framed it as chunked
+        connection.send(head, head_request=head_request)
+        chunked = b"chunked" in request.headers.get("transfer-encoding", "").encode()
+        async for part in request.stream:  # type: ignore[union-attr]  # an async stream here
+            if part:
+                framed = b"%x\r\n%s\r\n" % (len(part), part) if chunked else part
+                connection.send_more(framed)
+                await connection.drain(write_s)
+        if chunked:
+            connection.send_more(b"0\r\n\r\n")
+    else:
+        if len(body) <= _ONE_WRITE_MAX:
+            connection.send(head + body, head_request=head_request)
+        else:
+            connection.send(head, head_request=head_request)
+            connection.send_more(body)
+    await connection.drain(write_s)
 
 
 def request_head(request: httpx.Request) -> bytes:
