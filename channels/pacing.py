@@ -9,15 +9,23 @@ the adapters (it is not an adapter); each one configures its platform's figures.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 _MAX_CHATS = 10_000
 
 
 class SendPacer:
-    """Waits until a send to ``chat_id`` is within the platform's limits."""
+    """Waits until a send to ``chat_id`` is within the platform's limits.
+
+    Each call reserves its send time under a lock and sleeps outside it, so a chat that
+    must wait delays only its own messages, never another chat's. The global rate counts
+    reservations in the second before the reserved time (a later reservation made first,
+    for a chat's own interval, can let one window hold a message more than ``per_second``;
+    the platform's 429 and its ``retry_after`` cover that rare case).
+    """
 
     def __init__(
         self,
@@ -32,26 +40,33 @@ class SendPacer:
         self._now = monotonic
         self._sleep = sleep
         self._last: OrderedDict[str, float] = OrderedDict()
-        self._recent: deque[float] = deque()
-        self._lock = asyncio.Lock()
+        self._reserved: list[float] = []  # send times of the last second and ahead, sorted
 
     async def wait(self, chat_id: str) -> None:
         """Return when the next message to ``chat_id`` may go."""
-        async with self._lock:
-            now = self._now()
-            last = self._last.get(chat_id)
-            delay = 0.0 if last is None else max(0.0, last + self._interval_for(chat_id) - now)
-            if self._per_second is not None:
-                while self._recent and self._recent[0] <= now - 1.0:
-                    self._recent.popleft()
-                if len(self._recent) >= self._per_second:
-                    delay = max(delay, self._recent[0] + 1.0 - now)
-            if delay > 0:
-                await self._sleep(delay)
-            sent_at = self._now()
-            self._last[chat_id] = sent_at
-            self._last.move_to_end(chat_id)
-            while len(self._last) > _MAX_CHATS:
-                self._last.popitem(last=False)
-            if self._per_second is not None:
-                self._recent.append(sent_at)
+        now = self._now()
+        at = self._reserve(chat_id, now)
+        if at > now:
+            await self._sleep(at - now)
+
+    def _reserve(self, chat_id: str, now: float) -> float:
+        # No await in here: one event loop runs it to the end, so it needs no lock.
+        last = self._last.get(chat_id)
+        at = now if last is None else max(now, last + self._interval_for(chat_id))
+        if self._per_second is not None:
+            del self._reserved[: bisect.bisect_right(self._reserved, now - 1.0)]
+            while True:
+                window = self._reserved[
+                    bisect.bisect_right(self._reserved, at - 1.0) : bisect.bisect_right(
+                        self._reserved, at
+                    )
+                ]
+                if len(window) < self._per_second:
+                    break
+                at = window[-self._per_second] + 1.0
+            bisect.insort(self._reserved, at)
+        self._last[chat_id] = at
+        self._last.move_to_end(chat_id)
+        while len(self._last) > _MAX_CHATS:
+            self._last.popitem(last=False)
+        return at
