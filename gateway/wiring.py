@@ -133,11 +133,17 @@ def build_app(
         rt: Runtime | None = getattr(app.state, "runtime", None)
         return rt
 
+    token_cache: list[tuple[object, bytes]] = []  # (the SecretRef in force, its bytes)
+
     def current_token() -> bytes | None:
         rt = runtime_source()
         ref = (rt.config if rt else loaded).config.gateway.admin_token
-        # reveal() raises on an unresolved reference: a configured token never fails open.
-        return ref.reveal().encode() if ref is not None else None
+        if ref is None:
+            return None
+        if not token_cache or token_cache[0][0] is not ref:  # a reload brings a new ref
+            # reveal() raises on an unresolved reference: a configured token never fails open.
+            token_cache[:] = [(ref, ref.reveal().encode())]
+        return token_cache[0][1]
 
     # Added first, so it runs inside the admin-token check (middlewares wrap outwards).
     app.add_middleware(HotPathMiddleware, runtime_source=runtime_source)
