@@ -139,18 +139,43 @@ class GuardedProvider:
         return result
 
     async def stream(self, request: ChatRequest, timing: RetryTiming) -> AsyncIterator[StreamEvent]:
-        """Events; errors before the first one raise, later ones end with ``StreamFailed``."""
+        """Events; errors before the first one raise, later ones end with ``StreamFailed``.
+
+        One generator from the first event to the last (no inner relay generator): each
+        layer of ``async for ... yield`` costs every event of every stream its own step.
+        """
         started = asyncio.get_running_loop().time()
         try:
-            first, upstream = await self._first_event(request, timing)
+            event, upstream = await self._first_event(request, timing)
         except ProviderError as exc:
             self._observe("stream", started, error=error_class(exc))
             raise
         try:
-            async for event in self._relay(first, upstream, started):
+            while True:
                 yield event
+                if isinstance(event, StreamDone):
+                    self.breaker.record_success()
+                    self._observe("stream", started, model=event.model, usage=event.usage)
+                    return
+                try:
+                    event = await anext(upstream)
+                except StopAsyncIteration:
+                    raise broken_stream(self.name, "it ended without its end event") from None
+        except ProviderError as exc:
+            self._failed(exc)
+            self._observe("stream", started, error=error_class(exc))
+            log.warning(
+                "event=stream_broken provider=%s code=%s problem=%r",
+                self.name,
+                exc.code,
+                exc.message,
+            )
+            yield StreamFailed(code=exc.code, message=exc.message, provider=self.name)
         finally:
-            self.limiter.release()
+            try:
+                await aclose(upstream)
+            finally:
+                self.limiter.release()
 
     async def _first_event(
         self, request: ChatRequest, timing: RetryTiming
@@ -199,34 +224,6 @@ class GuardedProvider:
         except BaseException:
             self.limiter.release()
             raise
-
-    async def _relay(
-        self, first: StreamEvent, upstream: AsyncIterator[StreamEvent], started: float
-    ) -> AsyncIterator[StreamEvent]:
-        event = first
-        try:
-            while True:
-                yield event
-                if isinstance(event, StreamDone):
-                    self.breaker.record_success()
-                    self._observe("stream", started, model=event.model, usage=event.usage)
-                    return
-                try:
-                    event = await anext(upstream)
-                except StopAsyncIteration:
-                    raise broken_stream(self.name, "it ended without its end event") from None
-        except ProviderError as exc:
-            self._failed(exc)
-            self._observe("stream", started, error=error_class(exc))
-            log.warning(
-                "event=stream_broken provider=%s code=%s problem=%r",
-                self.name,
-                exc.code,
-                exc.message,
-            )
-            yield StreamFailed(code=exc.code, message=exc.message, provider=self.name)
-        finally:
-            await aclose(upstream)
 
     def _pause(self, attempt: int, exc: ProviderRateLimited, timing: RetryTiming) -> float | None:
         if attempt >= self.spec.max_retries:

@@ -128,16 +128,17 @@ async def _stream(
     runtime: Runtime, body: ChatMultiBody, scope: Scope, receive: Receive, send: Send
 ) -> None:
     """Server-sent events; errors before the first event answer JSON with their status."""
-    events = runtime.manager.stream(to_chat_request(body), provider=body.provider)
     try:
-        try:
-            first = await anext(events)  # an unknown provider is refused here too
-        except SwitchboardError as exc:
-            await switchboard_error_response(exc)(scope, receive, send)
-            return
-        except Exception:
-            await _internal_error(scope, receive, send)
-            return
+        # open_stream rather than stream(): one generator layer less for every event.
+        opened = await runtime.manager.open_stream(to_chat_request(body), provider=body.provider)
+    except SwitchboardError as exc:  # an unknown provider is refused here too
+        await switchboard_error_response(exc)(scope, receive, send)
+        return
+    except Exception:
+        await _internal_error(scope, receive, send)
+        return
+    first, events = opened.first, opened.events
+    try:
 
         async def relay() -> None:
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})

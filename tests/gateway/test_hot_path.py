@@ -11,6 +11,7 @@ from typing import Any
 from starlette.types import Message
 
 from core.errors import ProviderUnavailable
+from core.providers.manager import OpenedStream
 from core.types import ChatRequest, StreamDone, StreamEvent, TextDelta
 from gateway.api.hot_path import HotPathMiddleware
 from tests.gateway.conftest import app_client
@@ -40,6 +41,11 @@ class StreamingManager:
             yield StreamDone(provider="p", model="m")
         finally:
             self.closed.set()
+
+    async def open_stream(self, request: ChatRequest, *, provider: str | None) -> OpenedStream:
+        events = self.stream(request, provider=provider)
+        first = await anext(events)
+        return OpenedStream(first=first, events=events, provider="p", model="m")
 
 
 class Runtime:
