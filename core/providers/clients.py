@@ -79,7 +79,6 @@ class ClientPool:
         if client is None:
             client = UpstreamClient(
                 timeout=_BACKSTOP_TIMEOUT,
-                limits=DEFAULT_LIMITS,
                 transport=self._transport or Http1Transport(limits=DEFAULT_LIMITS),
                 trust_env=False,
             )

@@ -19,6 +19,7 @@ import httptools
 import httpx
 
 _HIGH_WATER = 256 * 1024
+_NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class ResponseHead(NamedTuple):
@@ -28,9 +29,6 @@ class ResponseHead(NamedTuple):
     headers: list[tuple[bytes, bytes]]
     http_version: bytes
     reason: bytes
-
-
-_NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class Http1Connection(asyncio.Protocol):
@@ -60,7 +58,6 @@ class Http1Connection(asyncio.Protocol):
         self._paused_writing = False
         self._drained: asyncio.Future[None] | None = None
         self.closed = False
-        self.requests = 0  # requests sent on this connection (more than one: reused)
         self.idle_since = 0.0
         self._begin_response(head_request=False)
 
@@ -70,7 +67,6 @@ class Http1Connection(asyncio.Protocol):
         """Write a whole request; the answer is read with ``read_head`` and ``read_body``."""
         self._begin_response(head_request=head_request)
         self._in_flight = True
-        self.requests += 1
         self._socket().write(data)
 
     def send_more(self, data: bytes) -> None:
